@@ -1,0 +1,43 @@
+# Spike: the two commands a new user needs are `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.spike-installed
+WORKERS ?= 2
+NENGO_SUITE_JOBS ?= 2
+
+.PHONY: help install run test test-spike test-nengo clean
+
+help:
+	@echo "make run    - create $(VENV), install Spike, run the matrix multiplication example on $(WORKERS) local workers"
+	@echo "make test   - Spike's own tests, then nengo's test suite against spike.Simulator (2 workers)"
+	@echo "make clean  - remove $(VENV) and outputs"
+
+$(STAMP): setup.py pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/spike run examples/matrix_multiplication.py --workers $(WORKERS) --time 1.0 \
+		--out matrix_multiplication.npz --plot matrix_multiplication.png --placement
+
+test: test-spike test-nengo
+
+test-spike: $(STAMP)
+	$(BIN)/python -m pytest tests -q -n 2
+
+# nengo's own suite, with spike.Simulator forced to 2 workers (see tests/nengo-suite.ini).
+# The rootdir is nengo's site-packages folder, so test ids (and the seeds pytest-rng
+# derives from them) are nengo's own: "nengo/tests/test_x.py::test_y".
+SITE_PACKAGES = $(shell $(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" 2>/dev/null)
+test-nengo: $(STAMP)
+	cd $(SITE_PACKAGES) && SPIKE_TEST_WORKERS=2 $(CURDIR)/$(BIN)/python -m pytest \
+		-c $(CURDIR)/tests/nengo-suite.ini --rootdir . --pyargs nengo \
+		-n $(NENGO_SUITE_JOBS) -q -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) *.npz *.png build *.egg-info

@@ -1,0 +1,26 @@
+"""Spike: run Nengo models across worker processes and hosts.
+
+``spike.Simulator`` has the interface of ``nengo.Simulator``; see its docstring.
+"""
+
+from .exceptions import (
+    PlacementError,
+    ProtocolError,
+    SpikeError,
+    UnsupportedError,
+    WorkerDied,
+    WorkerError,
+)
+from .simulator import Simulator
+from .version import __version__
+
+__all__ = [
+    "Simulator",
+    "SpikeError",
+    "UnsupportedError",
+    "PlacementError",
+    "WorkerError",
+    "WorkerDied",
+    "ProtocolError",
+    "__version__",
+]

@@ -1,0 +1,182 @@
+"""The ``spike`` command line.
+
+``spike run model.py`` runs a Nengo model script on local workers: the script must
+define ``model``, a `nengo.Network` (it is run with ``__name__ == "__spike__"``, so a
+``if __name__ == "__main__":`` block in it is skipped). Probe data are saved to an
+``.npz`` file, a summary is printed, and ``--plot`` draws the probes.
+"""
+
+import argparse
+import logging
+import os
+import runpy
+import sys
+import time
+
+import numpy as np
+
+from .version import __version__
+
+logger = logging.getLogger("spike")
+
+
+def load_model(path):
+    """Run a model script and return its ``model`` (a nengo.Network)."""
+    import nengo
+
+    if not os.path.exists(path):
+        raise SystemExit(f"spike: no such model script: {path}")
+    namespace = runpy.run_path(path, run_name="__spike__")
+    model = namespace.get("model")
+    if not isinstance(model, nengo.Network):
+        found = type(model).__name__ if "model" in namespace else "nothing"
+        raise SystemExit(
+            f"spike: {path} must define `model`, a nengo.Network (found {found})"
+        )
+    return model
+
+
+def probe_key(index, probe):
+    """A readable, unique npz key for a probe."""
+    label = probe.label or f"{probe.target.label or type(probe.target).__name__}.{probe.attr}"
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in label)
+    return f"p{index}_{safe}"
+
+
+def summarize(sim, probes, build_seconds, run_seconds, out):
+    n_neurons = sum(a.n_neurons for a in sim.partition.actors)
+    steps = sim.n_steps
+    out.write(
+        f"model: {len(sim.partition.actors)} actors, {n_neurons} neurons, "
+        f"{len(probes)} probes, dt = {sim.dt:g} s\n"
+        f"workers: {sim.n_workers} ({', '.join(sim.workers) or 'none needed'})\n"
+        f"build + start-up: {build_seconds:.2f} s; run: {run_seconds:.2f} s for "
+        f"{steps} steps ({steps / max(run_seconds, 1e-9):.0f} steps/s, "
+        f"{run_seconds / max(steps * sim.dt, 1e-9):.2f} s per simulated s)\n"
+    )
+    out.write(f"{'probe':<50} {'shape':>14} {'final value (first 4)':>28}\n")
+    for index, probe in enumerate(probes):
+        data = sim.data[probe]
+        last = np.array2string(
+            np.asarray(data[-1]).ravel()[:4], precision=3, suppress_small=True
+        ) if len(data) else "-"
+        out.write(f"{probe_key(index, probe):<50} {str(data.shape):>14} {last:>28}\n")
+
+
+def plot(sim, probes, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = max(len(probes), 1)
+    fig, axes = plt.subplots(n, 1, figsize=(8, 2.2 * n), sharex=True, squeeze=False)
+    for ax, (index, probe) in zip(axes[:, 0], enumerate(probes)):
+        data = sim.data[probe]
+        t = sim.trange(sample_every=probe.sample_every)
+        if probe.attr in ("spikes",) or (
+            probe.attr == "output" and type(probe.target).__name__ == "Neurons"
+        ):
+            spikes = np.asarray(data)[:, :50]
+            rows, cols = np.nonzero(spikes)
+            ax.plot(t[rows], cols, "|", markersize=3)
+            ax.set_ylabel("neuron")
+        else:
+            ax.plot(t, data.reshape(len(data), -1))
+        ax.set_title(probe_key(index, probe), fontsize=9)
+    axes[-1, 0].set_xlabel("time (s)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def cmd_run(args):
+    from .simulator import Simulator
+
+    model = load_model(args.model)
+    probes = list(model.all_probes)
+    start = time.perf_counter()
+    sim = Simulator(
+        model,
+        dt=args.dt,
+        seed=args.seed,
+        workers=args.workers,
+        progress_bar=not args.no_progress,
+    )
+    with sim:
+        build_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        sim.run(args.time)
+        run_seconds = time.perf_counter() - start
+    summarize(sim, probes, build_seconds, run_seconds, sys.stdout)
+    if args.placement:
+        print(sim.describe_placement())
+    out = args.out or os.path.splitext(os.path.basename(args.model))[0] + ".npz"
+    arrays = {"t": sim.trange()}
+    for index, probe in enumerate(probes):
+        key = probe_key(index, probe)
+        arrays[key] = sim.data[probe]
+        arrays["t_" + key] = sim.trange(sample_every=probe.sample_every)
+    np.savez(out, **arrays)
+    print(f"probe data: {out}")
+    if args.plot:
+        plot(sim, probes, args.plot)
+        print(f"plot: {args.plot}")
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="spike",
+        description="Spike: run Nengo models across worker processes, with the same "
+        "results as nengo.Simulator.",
+    )
+    parser.add_argument("--version", action="version", version=f"spike {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log more (-vv for debug)"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="run a model script on local workers",
+        description="Run a Nengo model script on local worker processes. The script "
+        "must define `model`, a nengo.Network. Probe data are written to an .npz "
+        "file (keys p<N>_<label> and t_p<N>_<label>), and a summary is printed.",
+    )
+    run.add_argument("model", help="Python script defining `model` (a nengo.Network)")
+    run.add_argument(
+        "-w", "--workers", type=int, default=None,
+        help="number of worker processes (default: one per core)",
+    )
+    run.add_argument(
+        "-t", "--time", type=float, default=1.0,
+        help="simulated time in seconds (default: 1.0)",
+    )
+    run.add_argument("--dt", type=float, default=0.001, help="time step (default: 0.001)")
+    run.add_argument("--seed", type=int, default=None, help="simulator seed")
+    run.add_argument("-o", "--out", help="output .npz (default: <script name>.npz)")
+    run.add_argument("--plot", metavar="PNG", help="draw every probe into this PNG")
+    run.add_argument(
+        "--placement", action="store_true", help="print which actor runs where"
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Spike's exception hierarchy.
+
+Every error Spike raises on its own account derives from `SpikeError`.
+Errors raised by the model itself (for example a `nengo.exceptions.SimulationError`
+from a Node, or a ``FloatingPointError`` from a neuron model) are re-raised in the
+client with their original type, with a note naming the worker they came from.
+"""
+
+from nengo.exceptions import NengoException
+
+
+class SpikeError(NengoException):
+    """Base class for all errors raised by Spike itself."""
+
+
+class UnsupportedError(SpikeError):
+    """A Nengo feature that Spike cannot run; the message names the object."""
+
+
+class PlacementError(SpikeError):
+    """The requested placement of objects on workers is impossible."""
+
+
+class WorkerError(SpikeError):
+    """A worker process failed or could not be reached.
+
+    Attributes
+    ----------
+    worker : str
+        A human-readable name of the worker (id, host and process id).
+    """
+
+    def __init__(self, message, worker=None):
+        super().__init__(message)
+        self.worker = worker
+
+
+class WorkerDied(WorkerError):
+    """A worker process exited while the client still needed it."""
+
+
+class ProtocolError(SpikeError):
+    """A message received from the network is malformed or unexpected."""

@@ -1,0 +1,130 @@
+"""Per-step exchange of crossing values between peers, over ZeroMQ.
+
+Each peer binds one PULL socket for everything sent to it and connects one PUSH socket
+to each peer it sends to. After step ``t`` a peer sends each destination a single
+message ``[header, payload]``: the header is msgpack ``[session, source peer, t]``,
+the payload all crossing values for that destination packed by its `Route`. Messages
+from one source arrive in order; a receiver keeps early arrivals until it needs them.
+
+The session number changes with every Simulator and every reset, so a message left
+over from an earlier run (for instance the last step's values, which nobody consumed)
+is recognised and dropped instead of being mistaken for a new one.
+"""
+
+import collections
+import logging
+
+import msgpack
+import zmq
+
+from .exceptions import ProtocolError
+
+logger = logging.getLogger(__name__)
+
+POLL_INTERVAL_MS = 100
+SEND_HWM = 100000
+
+
+class Exchange:
+    """The data channels of one peer for one session.
+
+    Parameters
+    ----------
+    context : zmq.Context
+    pull : zmq.Socket
+        This peer's bound PULL socket (owned by the caller; not closed here).
+    session : int
+        Session number; messages of other sessions are dropped.
+    peer : int
+        This peer's index.
+    addresses : dict
+        ``{peer: data address}`` of every peer this one sends to.
+    wait_hook : callable, optional
+        Called about every 100 ms while waiting for a message or for room to send;
+        it may raise to abandon the wait (a dead peer, an abort request).
+    """
+
+    def __init__(self, context, pull, session, peer, addresses, wait_hook=None):
+        self.pull = pull
+        self.session = session
+        self.peer = peer
+        self.wait_hook = wait_hook
+        self.pending = collections.defaultdict(collections.deque)
+        self.pushes = {}
+        for dst, address in addresses.items():
+            push = context.socket(zmq.PUSH)
+            push.setsockopt(zmq.LINGER, 0)
+            push.setsockopt(zmq.SNDHWM, SEND_HWM)
+            push.connect(address)
+            self.pushes[dst] = push
+        self.wait_seconds = 0.0
+
+    def set_session(self, session):
+        """Start a new session: forget every message kept from the old one."""
+        self.session = session
+        self.pending.clear()
+
+    def _wait(self):
+        if self.wait_hook is not None:
+            self.wait_hook()
+
+    def send(self, dst, step, payload):
+        """Send ``payload`` (the values after ``step``) to peer ``dst``."""
+        header = msgpack.packb([self.session, self.peer, step])
+        push = self.pushes[dst]
+        while True:
+            try:
+                push.send_multipart([header, payload], flags=zmq.NOBLOCK, copy=True)
+                return
+            except zmq.Again:
+                if not push.poll(POLL_INTERVAL_MS, zmq.POLLOUT):
+                    self._wait()
+
+    def _accept(self, parts):
+        """File one received message under its source; drop stale or bad ones."""
+        try:
+            if len(parts) != 2:
+                raise ProtocolError(f"data message with {len(parts)} frames")
+            header = msgpack.unpackb(parts[0])
+            if (
+                not isinstance(header, list)
+                or len(header) != 3
+                or not all(isinstance(x, int) for x in header)
+            ):
+                raise ProtocolError("data header is not [session, peer, step]")
+        except (ProtocolError, ValueError, msgpack.ExtraData) as e:
+            logger.warning("peer %d dropped a malformed data message: %s", self.peer, e)
+            return
+        session, src, step = header
+        if session != self.session:
+            return
+        self.pending[src].append((step, parts[1]))
+
+    def recv(self, src, step):
+        """The payload peer ``src`` sent after ``step`` (waits for it)."""
+        queue = self.pending[src]
+        pull = self.pull
+        while not queue:
+            if pull.poll(POLL_INTERVAL_MS):
+                while True:
+                    try:
+                        parts = pull.recv_multipart(flags=zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    self._accept(parts)
+            else:
+                self.wait_seconds += POLL_INTERVAL_MS / 1000
+                self._wait()
+        got, payload = queue.popleft()
+        if got != step:
+            raise ProtocolError(
+                f"peer {self.peer} expected the values of step {step} from peer "
+                f"{src}, got step {got}"
+            )
+        return payload
+
+    def close(self):
+        for push in self.pushes.values():
+            push.close(linger=0)
+        self.pushes.clear()
+        self.pending.clear()

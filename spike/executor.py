@@ -1,0 +1,132 @@
+"""Running one peer's share of a model, step by step.
+
+The `Executor` holds the peer's signals and step functions (nengo's own operator
+implementations) and runs steps in the reference order. Before step ``t + 1`` it waits
+for the values other peers computed at the end of step ``t``; after each step it sends
+its own crossing values. There is no barrier: a peer runs ahead as far as its inputs
+allow.
+"""
+
+import numpy as np
+from nengo.builder.signal import SignalDict
+
+_SHARED_RNG = np.random.RandomState(0)  # for ops that never draw at make_step
+
+
+class Executor:
+    """One peer's signals, steps and probe records.
+
+    Parameters
+    ----------
+    plan : PeerPlan
+        The peer's share of the model.
+    """
+
+    def __init__(self, plan):
+        self.plan = plan
+        self.signals = SignalDict()
+        for base in plan.bases:
+            self.signals.init(base)
+        self.send_buffers = {
+            dst: np.empty(route.nbytes, dtype=np.uint8)
+            for dst, route in plan.sends.items()
+        }
+        self.n_steps = 0
+        self.steps = []
+        self.probe_data = {p.key: [] for p in plan.probes}
+
+    def reset(self, states):
+        """Reset signals and remake step functions.
+
+        Parameters
+        ----------
+        states : dict
+            ``{position in the model's step order: RandomState state}`` from
+            `rng_states` (only positions this peer runs are needed).
+        """
+        for key in self.signals:
+            self.signals.reset(key)
+        steps = []
+        for op, position in zip(self.plan.ops, self.plan.order):
+            state = states.get(position)
+            if state is None:
+                rng = _SHARED_RNG
+            else:
+                rng = np.random.RandomState()
+                rng.set_state(state)
+            steps.append(op.make_step(self.signals, self.plan.dt, rng))
+        self.steps = steps
+        self.n_steps = 0
+        self.clear_probes()
+
+    def get_bases(self, positions):
+        """Copies of the current values of ``plan.bases[i]`` for ``i`` in positions."""
+        return [self.signals[self.plan.bases[i]].copy() for i in positions]
+
+    def set_state(self, positions, values, n_steps, exchange):
+        """Overwrite signals and the step count, as when restoring a pickled run.
+
+        The values other peers need for the next step are sent again, stamped
+        ``n_steps``, since the messages of the original run are gone.
+        """
+        for i, value in zip(positions, values):
+            base = self.plan.bases[i]
+            if base.readonly:
+                continue
+            self.signals[base] = value
+        self.n_steps = n_steps
+        if n_steps >= 1:
+            for dst, route in self.plan.sends.items():
+                exchange.send(dst, n_steps, route.pack(self.signals, self.send_buffers[dst]))
+
+    def clear_probes(self):
+        for data in self.probe_data.values():
+            data.clear()
+
+    def take_probe_data(self):
+        """Return ``{probe key: array of samples}`` recorded since the last call."""
+        taken = {}
+        for probe in self.plan.probes:
+            samples = self.probe_data[probe.key]
+            if samples:
+                taken[probe.key] = np.stack(samples)
+            else:
+                taken[probe.key] = np.zeros((0,) + probe.signal.shape)
+            samples.clear()
+        return taken
+
+    def run(self, n_steps, exchange, progress=None):
+        """Run ``n_steps`` steps, exchanging crossing values through ``exchange``.
+
+        Parameters
+        ----------
+        n_steps : int
+        exchange : Exchange
+            Sends and receives per-step values (see `spike.exchange`).
+        progress : callable, optional
+            Called as ``progress(steps_done_in_this_run)`` after each step.
+        """
+        plan = self.plan
+        signals = self.signals
+        recvs = list(plan.recvs.items())
+        sends = [(dst, route, self.send_buffers[dst]) for dst, route in plan.sends.items()]
+        probes = [(p, signals[p.signal], self.probe_data[p.key]) for p in plan.probes]
+        steps = self.steps
+        old_err = np.seterr(invalid="raise", divide="ignore")
+        try:
+            for done in range(n_steps):
+                if self.n_steps >= 1:
+                    for src, route in recvs:
+                        route.unpack(signals, exchange.recv(src, self.n_steps))
+                for step in steps:
+                    step()
+                self.n_steps += 1
+                for probe, value, samples in probes:
+                    if self.n_steps % probe.period < 1:
+                        samples.append(value.copy())
+                for dst, route, buffer in sends:
+                    exchange.send(dst, self.n_steps, route.pack(signals, buffer))
+                if progress is not None:
+                    progress(done + 1)
+        finally:
+            np.seterr(**old_err)

@@ -1,0 +1,178 @@
+"""Each peer's share of a placed model: its operators, routes and probes.
+
+A `PeerPlan` is everything one process needs to run its part of the model: it is
+what the client sends to a worker at set-up. Routes are computed once here: for every
+ordered pair of peers, the list of crossing signals the first sends the second after
+each step, packed into one buffer (see `Route`).
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from nengo.utils.graphs import toposort
+from nengo.utils.simulator import operator_dependency_graph
+
+
+class Route:
+    """The crossing signals one peer sends another, packed in a fixed layout.
+
+    Parameters
+    ----------
+    bases : list of Signal
+        Base signals (never views), in an order both ends agree on.
+    """
+
+    def __init__(self, bases):
+        self.bases = list(bases)
+        self.offsets = []
+        offset = 0
+        for base in self.bases:
+            self.offsets.append(offset)
+            offset += base.nbytes
+        self.nbytes = offset
+
+    def pack(self, signals, out):
+        """Copy the current values of the route's signals into ``out`` (uint8)."""
+        for base, offset in zip(self.bases, self.offsets):
+            value = signals[base]
+            out[offset : offset + value.nbytes] = value.reshape(-1).view(np.uint8)
+        return out
+
+    def unpack(self, signals, payload):
+        """Write a received buffer into the route's signals."""
+        for base, offset in zip(self.bases, self.offsets):
+            value = np.frombuffer(
+                payload, dtype=base.dtype, count=base.size, offset=offset
+            )
+            signals[base][...] = value.reshape(base.shape)
+
+    def __len__(self):
+        return len(self.bases)
+
+
+@dataclass
+class ProbePlan:
+    """A probe recorded by a peer: where to read and how often."""
+
+    key: int  # index in model.probes
+    signal: object  # the Signal read after each step
+    period: float  # in steps; a sample is taken where n_steps % period < 1
+
+
+@dataclass
+class PeerPlan:
+    """One peer's share of the model.
+
+    Attributes
+    ----------
+    peer : int
+        0 for the client, 1..n for workers.
+    dt : float
+    ops : list of Operator
+        The peer's operators in the reference simulator's step order.
+    order : list of int
+        For each op, its position in the whole model's step order (the key of the
+        random-number state it is given at reset).
+    sends, recvs : dict
+        ``{other peer: Route}`` of values sent after, and needed before, each step.
+    probes : list of ProbePlan
+    bases : list of Signal
+        Every base signal the peer holds, in an order the client knows too
+        (signals are named by their position here when read or written remotely).
+    owned : list of int
+        Positions in ``bases`` of the signals whose current value this peer is
+        the authority on (it writes them, or is the first to hold a constant).
+    """
+
+    peer: int
+    dt: float
+    ops: list = field(default_factory=list)
+    order: list = field(default_factory=list)
+    sends: dict = field(default_factory=dict)
+    recvs: dict = field(default_factory=dict)
+    probes: list = field(default_factory=list)
+    bases: list = field(default_factory=list)
+    owned: list = field(default_factory=list)
+
+    @property
+    def is_idle(self):
+        """True if the peer has nothing of its own to do but count time."""
+        return not (self.probes or self.sends or self.recvs) and all(
+            type(op).__name__ == "TimeUpdate" for op in self.ops
+        )
+
+
+def step_order(model):
+    """The reference simulator's operator order for ``model``."""
+    dg = operator_dependency_graph(model.operators)
+    return [op for op in toposort(dg) if hasattr(op, "make_step")]
+
+
+def make_plans(model, partition, peer_of_actor, n_peers, order=None):
+    """Divide ``model`` into one `PeerPlan` per peer.
+
+    Parameters
+    ----------
+    model : nengo.builder.Model
+    partition : Partition
+    peer_of_actor : list of int
+        From `spike.placement.place`.
+    n_peers : int
+        Number of peers including the client.
+    order : list of Operator, optional
+        The step order (computed if not given).
+    """
+    order = step_order(model) if order is None else order
+    plans = [PeerPlan(peer=p, dt=model.dt) for p in range(n_peers)]
+    replicated = set(partition.replicated_ops)
+    for position, op in enumerate(order):
+        if op in replicated:
+            peers = range(n_peers)
+        else:
+            peers = [peer_of_actor[partition.actor_of_op[op]]]
+        for peer in peers:
+            plans[peer].ops.append(op)
+            plans[peer].order.append(position)
+
+    routes = {}  # (src, dst) -> list of bases
+    for base, (source, targets) in partition.crossing.items():
+        src = peer_of_actor[source]
+        for dst in sorted({peer_of_actor[t] for t in targets} - {src}):
+            routes.setdefault((src, dst), []).append(base)
+    for (src, dst), bases in sorted(routes.items()):
+        bases.sort(key=lambda b: (b.name, id(b)))
+        plans[src].sends[dst] = Route(bases)
+        plans[dst].recvs[src] = Route(bases)
+
+    for key, probe in enumerate(model.probes):
+        actor = partition.probe_actor[probe]
+        peer = 0 if actor is None else peer_of_actor[actor]
+        period = 1 if probe.sample_every is None else probe.sample_every / model.dt
+        plans[peer].probes.append(
+            ProbePlan(key=key, signal=model.sig[probe]["in"], period=period)
+        )
+    _list_bases(plans, replicated)
+    return plans
+
+
+def _list_bases(plans, replicated):
+    """Fill in each plan's ``bases`` and ``owned`` (see `PeerPlan`)."""
+    owner = {}
+    for plan in plans:
+        for op in plan.ops:
+            if op not in replicated:
+                for sig in list(op.sets) + list(op.incs) + list(op.updates):
+                    owner[sig.base] = plan.peer
+    # constants and the clock: the first peer that runs anything is the authority
+    for plan in sorted(plans, key=lambda p: p.is_idle):
+        seen = {}
+        signals = [sig for op in plan.ops for sig in op.all_signals]
+        for route in list(plan.sends.values()) + list(plan.recvs.values()):
+            signals.extend(route.bases)
+        signals.extend(probe.signal for probe in plan.probes)
+        for sig in signals:
+            if sig.base not in seen:
+                seen[sig.base] = len(seen)
+                owner.setdefault(sig.base, plan.peer)
+        plan.bases = list(seen)
+        plan.owned = [i for i, base in enumerate(plan.bases) if owner[base] == plan.peer]

@@ -1,0 +1,331 @@
+"""`spike.Simulator`: nengo.Simulator's interface, running on worker processes."""
+
+import logging
+import os
+import warnings
+import weakref
+
+import numpy as np
+import nengo.utils.numpy as npext
+from nengo.exceptions import ReadonlyError, SimulatorClosed, ValidationError
+from nengo.builder.signal import SignalDict
+from nengo.simulator import SimulationData
+from nengo.utils.progress import Progress, ProgressTracker
+
+from .exceptions import SpikeError
+from .model import make_model, recording_owners
+from .partition import partition_model
+from .placement import CLIENT, place
+from .plan import make_plans, step_order
+from .pool import get_pool
+from .session import Session
+
+logger = logging.getLogger(__name__)
+
+
+def default_workers():
+    """One worker per core (``SPIKE_WORKERS`` overrides)."""
+    env = os.environ.get("SPIKE_WORKERS")
+    if env:
+        return int(env)
+    return os.cpu_count() or 1
+
+
+class Simulator:
+    """Run a Nengo model on worker processes, with the results of `nengo.Simulator`.
+
+    The model is built once in the client with nengo's own builder, divided into
+    actors (groups of operators that exchange values within a step), placed on
+    workers, and run there. Values that cross workers travel once per step per pair
+    of workers; Nodes that call Python functions run in this process.
+
+    Parameters
+    ----------
+    network : Network or None
+        The network to simulate. If None, ``model`` must hold a built model.
+    dt : float, optional
+        Time step in seconds.
+    seed : int, optional
+        Seed for stochastic operators (processes, noise); ``network.seed + 1`` if
+        not given, as in `nengo.Simulator`.
+    model : Model, optional
+        A `nengo.builder.Model` to build into (or an already built one).
+    progress_bar : bool or ProgressBar, optional
+        Progress bar for building and running (nengo's).
+    optimize : bool, optional
+        Accepted for compatibility with `nengo.Simulator`. Spike always runs the
+        model's operators unmerged, so that each can be placed on its own worker.
+    workers : int, optional
+        Number of local worker processes (default: one per core, or the
+        ``SPIKE_WORKERS`` environment variable).
+    assignments : dict, optional
+        ``{nengo_object: worker_index}`` to place objects by hand (a Network places
+        all its objects; ``"client"`` keeps an object in this process). Objects that
+        are not named are placed by Spike.
+
+    Attributes
+    ----------
+    closed : bool
+    data : SimulationData
+        Probe data and built parameters, as in `nengo.Simulator`.
+    model : Model
+    partition : Partition
+        The model's actors (see `spike.partition`).
+    placement : dict
+        ``{actor index: peer}``; peer 0 is the client, ``k + 1`` is worker ``k``.
+    """
+
+    def __init__(
+        self,
+        network,
+        dt=0.001,
+        seed=None,
+        model=None,
+        progress_bar=True,
+        optimize=True,
+        workers=None,
+        assignments=None,
+    ):
+        self.closed = True  # until construction succeeds
+        self._session = None
+        self.progress_bar = progress_bar
+        self.optimize = optimize
+        self.n_workers = default_workers() if workers is None else int(workers)
+        if self.n_workers < 1:
+            raise ValidationError("must be at least 1", attr="workers", obj=self)
+
+        self.model = make_model(network, dt) if model is None else model
+        progress = ProgressTracker(progress_bar, Progress("Building", "Build"))
+        with progress:
+            if network is not None:
+                with recording_owners(self.model):
+                    self.model.build(
+                        network, progress=progress.next_stage("Building", "Build")
+                    )
+            with progress.next_stage("Placing on workers", "Placement"):
+                self._step_order = step_order(self.model)
+                self.partition = partition_model(self.model)
+                peers = place(self.partition, self.n_workers, assignments)
+                self.placement = dict(enumerate(peers))
+                plans = make_plans(
+                    self.model, self.partition, peers, self.n_workers + 1,
+                    order=self._step_order,
+                )
+            with progress.next_stage("Starting workers", "Start-up"):
+                self._session = Session(
+                    plans,
+                    self._step_order,
+                    get_pool(),
+                    getattr(self.model, "spike_op_owner", {}),
+                )
+        self._finalizer = weakref.finalize(self, self._session.close)
+
+        self._sim_data = self.model.params
+        self.data = SimulationData(self._sim_data)
+        if seed is None:
+            if network is not None and network.seed is not None:
+                seed = network.seed + 1
+            else:
+                seed = np.random.randint(npext.maxint)
+        self.closed = False
+        self.reset(seed=seed)
+
+    def __del__(self):
+        if not getattr(self, "closed", True):
+            warnings.warn(
+                f"Simulator with model={self.model} was deallocated while open. Please "
+                "close simulators manually to ensure resources are properly freed.",
+                ResourceWarning,
+            )
+
+    def __getstate__(self):
+        signals = {}
+        if not self.closed:
+            signals = {k: v for k, v in self._session.gather_signals().items() if not k.readonly}
+        return {
+            "model": self.model,
+            "signals": signals,
+            "n_steps": self._n_steps,
+            "probe_outputs": {p: self._sim_data[p] for p in self.model.probes},
+            "dt": self.dt,
+            "seed": self.seed,
+            "progress_bar": self.progress_bar,
+            "optimize": self.optimize,
+            "workers": self.n_workers,
+            "closed": self.closed,
+        }
+
+    def __setstate__(self, state):
+        self.__init__(
+            network=None,
+            model=state["model"],
+            dt=state["dt"],
+            seed=state["seed"],
+            progress_bar=state["progress_bar"],
+            optimize=state["optimize"],
+            workers=state["workers"],
+        )
+        if state["signals"]:
+            self._session.restore(state["signals"], state["n_steps"])
+            self._set_steps(state["n_steps"])
+        for probe, samples in state["probe_outputs"].items():
+            self._sim_data[probe].extend(samples)
+        if state["closed"]:
+            self.close()
+
+    @property
+    def signals(self):
+        """A snapshot of every signal's current value, gathered from the workers.
+
+        A `nengo.builder.signal.SignalDict` (base signals; views resolve through
+        their base). Changing it does not change the simulation. None once closed.
+        """
+        if self.closed:
+            return None
+        snapshot = SignalDict()
+        for base, value in self._session.gather_signals().items():
+            dict.__setitem__(snapshot, base, value)
+        return snapshot
+
+    def __enter__(self):
+        if self.closed:
+            raise SimulatorClosed("Cannot re-open after simulator is closed")
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        self.close()
+
+    @property
+    def dt(self):
+        """(float) The time step of the simulator."""
+        return self.model.dt
+
+    @dt.setter
+    def dt(self, dummy):
+        raise ReadonlyError(attr="dt", obj=self)
+
+    @property
+    def n_steps(self):
+        """(int) The current time step of the simulator."""
+        return self._n_steps
+
+    @property
+    def time(self):
+        """(float) The current time of the simulator."""
+        return self._time
+
+    @property
+    def step_order(self):
+        """(list) All operators of the model, in the order of one step."""
+        return self._step_order
+
+    @property
+    def workers(self):
+        """Names of the worker processes running this simulation."""
+        return [] if self._session is None else self._session.workers
+
+    def _set_steps(self, n_steps):
+        # the same arithmetic as nengo's TimeUpdate: int64 step times float dt
+        step = np.int64(n_steps)
+        self._n_steps = int(step)
+        self._time = float(step * self.dt)
+
+    def clear_probes(self):
+        """Clear all probe histories."""
+        for probe in self.model.probes:
+            self._sim_data[probe] = []
+        self.data.reset()
+
+    def close(self):
+        """Close the simulator and give its workers back to the pool.
+
+        Any later call to `run`, `run_steps`, `step` or `reset` raises
+        `nengo.exceptions.SimulatorClosed`. Probe data stay readable.
+        """
+        self.closed = True
+        if self._session is not None:
+            self._finalizer()
+
+    def reset(self, seed=None):
+        """Reset the simulator state (and, if given, the seed of stochastic ops)."""
+        if self.closed:
+            raise SimulatorClosed("Cannot reset closed Simulator.")
+        if seed is not None:
+            self.seed = seed
+        self._session.reset(self.seed)
+        self.clear_probes()
+        self._set_steps(0)
+
+    def run(self, time_in_seconds, progress_bar=None):
+        """Simulate for ``time_in_seconds`` (rounded to a whole number of steps)."""
+        if time_in_seconds < 0:
+            raise ValidationError(
+                f"Must be positive (got {time_in_seconds:g})", attr="time_in_seconds"
+            )
+        steps = int(np.round(float(time_in_seconds) / self.dt))
+        if steps == 0:
+            warnings.warn(
+                f"{time_in_seconds} results in running for 0 timesteps. Simulator "
+                f"still at time {self.time}."
+            )
+        else:
+            logger.info(
+                "Running %s for %f seconds, or %d steps",
+                self.model.label, time_in_seconds, steps,
+            )
+            self.run_steps(steps, progress_bar=progress_bar)
+
+    def run_steps(self, steps, progress_bar=None):
+        """Simulate for ``steps`` time steps."""
+        if self.closed:
+            raise SimulatorClosed("Simulator cannot run because it is closed.")
+        if progress_bar is None:
+            progress_bar = self.progress_bar
+        with ProgressTracker(
+            progress_bar, Progress("Simulating", "Simulation", steps)
+        ) as tracker:
+            self._session.run(steps, progress=tracker.total_progress.step)
+        self._collect_probes()
+        self._set_steps(self._n_steps + steps)
+
+    def step(self):
+        """Advance the simulator by one step (``dt`` seconds)."""
+        self.run_steps(1, progress_bar=False)
+
+    def _collect_probes(self):
+        for key, samples in self._session.take_probe_data().items():
+            self._sim_data[self.model.probes[key]].extend(samples)
+
+    def trange(self, dt=None, sample_every=None):
+        """Times of the probed samples (starting at ``dt``, not 0)."""
+        if dt is not None:
+            if sample_every is not None:
+                raise ValidationError(
+                    "Cannot specify both `dt` and `sample_every`. "
+                    "Use `sample_every` only.",
+                    attr="dt",
+                    obj=self,
+                )
+            warnings.warn(
+                "`dt` is deprecated. Use `sample_every` instead.", DeprecationWarning
+            )
+            sample_every = dt
+        period = 1 if sample_every is None else sample_every / self.dt
+        steps = np.arange(1, self.n_steps + 1)
+        return self.dt * steps[steps % period < 1]
+
+    def describe_placement(self):
+        """A human-readable table of which actor runs where."""
+        lines = []
+        names = {CLIENT: "client"}
+        for peer in range(1, self.n_workers + 1):
+            names[peer] = f"worker {peer - 1}"
+        for actor in self.partition.actors:
+            peer = self.placement[actor.index]
+            lines.append(
+                f"{names[peer]:>10}  {actor.n_neurons:7d} neurons  {actor.label}"
+            )
+        return "\n".join(lines)
+
+
+__all__ = ["Simulator", "SpikeError"]

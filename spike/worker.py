@@ -1,0 +1,271 @@
+"""A Spike worker process: runs its share of a model on request.
+
+Start it as ``python -m spike.worker --control tcp://HOST:PORT --id N``. It connects to
+the client's control socket (a ZeroMQ ROUTER), binds its own data socket, says hello,
+and then serves requests until told to exit or until its parent disappears:
+
+=========  ==========================================================================
+request    what the worker does
+=========  ==========================================================================
+setup      loads its `PeerPlan` (a pickle sent by the client that started it) and
+           connects to the peers it sends to
+reset      resets signals and makes step functions with the given random states
+run        runs N steps, sending ``progress`` now and then, then ``done``
+probes     sends the probe samples recorded since the last request, and forgets them
+release    drops the model: the worker is free for the next Simulator
+exit       exits
+=========  ==========================================================================
+
+Any error becomes an ``error`` reply (type, message, traceback) and the worker keeps
+serving. Because only the client that spawned the worker (or, on another host, the
+daemon that authenticated that client) can reach its control socket, the plan is the
+only thing it ever unpickles.
+"""
+
+import argparse
+import ctypes
+import logging
+import os
+import pickle
+import signal
+import socket as pysocket
+import sys
+import time
+import traceback
+import warnings
+
+import zmq
+
+from . import wire
+from .exchange import Exchange
+from .executor import Executor
+from .rng import decode_states
+
+logger = logging.getLogger("spike.worker")
+
+PROGRESS_INTERVAL = 0.25  # seconds between progress reports during a run
+PR_SET_PDEATHSIG = 1
+
+
+class Aborted(Exception):
+    """The client asked to stop the current run."""
+
+
+def die_with_parent():
+    """Ask Linux to kill this process when its parent exits (no-op elsewhere)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def warning_fields(warning):
+    """Describe a caught warning for a ``warnings`` message."""
+    category = warning.category
+    return [category.__module__, category.__name__, str(warning.message)]
+
+
+def error_fields(exc):
+    """Describe an exception for an ``error`` reply."""
+    return {
+        "type": type(exc).__name__,
+        "module": type(exc).__module__,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
+
+
+class Worker:
+    """The worker's state and request handlers.
+
+    Parameters
+    ----------
+    control_address : str
+        The client's (or daemon's) ROUTER address.
+    worker_id : str
+        Identity on the control socket.
+    parent_pid : int or None
+        Exit when this process is gone.
+    bind_host : str
+        Interface for the data socket.
+    """
+
+    def __init__(self, control_address, worker_id, parent_pid=None, bind_host="127.0.0.1"):
+        self.worker_id = worker_id
+        self.parent_pid = parent_pid
+        self.context = zmq.Context()
+        self.control = self.context.socket(zmq.DEALER)
+        self.control.setsockopt(zmq.IDENTITY, worker_id.encode())
+        self.control.setsockopt(zmq.LINGER, 1000)
+        self.control.connect(control_address)
+        self.pull = self.context.socket(zmq.PULL)
+        self.pull.setsockopt(zmq.RCVHWM, 0)
+        port = self.pull.bind_to_random_port(f"tcp://{bind_host}")
+        self.data_address = f"tcp://{bind_host}:{port}"
+        self.executor = None
+        self.exchange = None
+        self.running = True
+
+    def send(self, op, fields=None, arrays=(), blobs=()):
+        self.control.send_multipart(wire.encode(op, fields, arrays, blobs))
+
+    def parent_alive(self):
+        if self.parent_pid is None:
+            return True
+        return os.getppid() == self.parent_pid
+
+    def check_abort(self):
+        """Wait hook during a run: stop if the parent is gone or asks to abort."""
+        if not self.parent_alive():
+            logger.error("worker %s: parent %s is gone, exiting", self.worker_id, self.parent_pid)
+            os._exit(3)
+        if self.control.poll(0):
+            message = wire.decode(self.control.recv_multipart())
+            if message.op in ("abort", "exit", "release"):
+                if message.op == "exit":
+                    self.running = False
+                raise Aborted(message.op)
+            logger.warning("worker %s: ignored %r during a run", self.worker_id, message.op)
+
+    def serve(self):
+        self.send(
+            "hello",
+            {
+                "id": self.worker_id,
+                "pid": os.getpid(),
+                "host": pysocket.gethostname(),
+                "data": self.data_address,
+            },
+        )
+        while self.running:
+            if not self.control.poll(1000):
+                if not self.parent_alive():
+                    logger.error("worker %s: parent is gone, exiting", self.worker_id)
+                    break
+                continue
+            try:
+                message = wire.decode(self.control.recv_multipart())
+            except Exception as e:  # malformed: report and keep serving
+                logger.warning("worker %s: bad control message: %s", self.worker_id, e)
+                continue
+            handler = getattr(self, "on_" + message.op, None)
+            if handler is None:
+                self.send("error", error_fields(ValueError(f"unknown request {message.op!r}")))
+                continue
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    handler(message)
+                except Aborted:
+                    self.send("aborted")
+                except Exception as e:  # report every failure to the client
+                    self.send("error", error_fields(e))
+            if caught:
+                self.send("warnings", {"warnings": [warning_fields(w) for w in caught]})
+        self.release()
+        self.pull.close(linger=0)
+        self.control.close()
+        self.context.term()
+
+    def release(self):
+        if self.exchange is not None:
+            self.exchange.close()
+        self.executor = None
+        self.exchange = None
+
+    # -- request handlers ------------------------------------------------------
+
+    def on_setup(self, message):
+        self.release()
+        plan = pickle.loads(message.blobs[0])
+        addresses = {int(k): v for k, v in message.fields["addresses"].items()}
+        self.executor = Executor(plan)
+        self.exchange = Exchange(
+            self.context,
+            self.pull,
+            message.fields["session"],
+            plan.peer,
+            {dst: addresses[dst] for dst in plan.sends},
+            wait_hook=self.check_abort,
+        )
+        self.send("ready", {"peer": plan.peer})
+
+    def on_reset(self, message):
+        self.exchange.set_session(message.fields["session"])
+        self.executor.reset(decode_states(message))
+        self.send("reset_done")
+
+    def on_run(self, message):
+        n_steps = message.fields["steps"]
+        last = [time.monotonic()]
+
+        def progress(done):
+            now = time.monotonic()
+            if now - last[0] > PROGRESS_INTERVAL:
+                last[0] = now
+                self.send("progress", {"steps": done})
+
+        self.executor.run(n_steps, self.exchange, progress=progress)
+        self.send("done", {"n_steps": self.executor.n_steps})
+
+    def on_probes(self, message):
+        data = self.executor.take_probe_data()
+        keys = sorted(data)
+        self.send("probes", {"keys": keys}, [data[k] for k in keys])
+
+    def on_clear_probes(self, message):
+        self.executor.clear_probes()
+        self.send("probes_cleared")
+
+    def on_signals(self, message):
+        """Current values of the signals this worker is the authority on."""
+        positions = self.executor.plan.owned
+        self.send("signals", {"positions": positions}, self.executor.get_bases(positions))
+
+    def on_set_state(self, message):
+        """Overwrite signals and the step count (restoring a pickled Simulator)."""
+        self.executor.set_state(
+            message.fields["positions"], message.arrays, message.fields["n_steps"], self.exchange
+        )
+        self.send("state_set")
+
+    def on_release(self, message):
+        self.release()
+        self.send("released")
+
+    def on_ping(self, message):
+        self.send("pong")
+
+    def on_abort(self, message):
+        self.send("aborted")
+
+    def on_exit(self, message):
+        self.running = False
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m spike.worker",
+        description="A Spike worker: runs its share of a Nengo model for a client.",
+    )
+    parser.add_argument("--control", required=True, help="client's ZeroMQ control address")
+    parser.add_argument("--id", required=True, help="this worker's identity")
+    parser.add_argument("--parent", type=int, default=None, help="exit when this pid is gone")
+    parser.add_argument("--bind-host", default="127.0.0.1", help="interface for data")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("SPIKE_LOG_LEVEL", "WARNING"),
+        format=f"%(asctime)s worker {args.id} %(levelname)s %(message)s",
+    )
+    if args.parent is not None:
+        die_with_parent()
+        if os.getppid() != args.parent:
+            return 3
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    Worker(args.control, args.id, args.parent, args.bind_host).serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Shared fixtures and helpers for Spike's own tests.
+
+Every process a test starts is stopped by the test (or by the worker pool at exit);
+every socket is on 127.0.0.1.
+"""
+
+import os
+
+import nengo
+import numpy as np
+
+import spike
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+TOLERANCE = 1e-10
+"""Largest difference allowed between Spike's and nengo.Simulator's probe values."""
+
+
+def run_reference(net, steps, seed=None, dt=0.001):
+    with nengo.Simulator(net, seed=seed, dt=dt, progress_bar=False) as ref:
+        ref.run_steps(steps)
+    return ref
+
+
+def run_spike(net, steps, seed=None, dt=0.001, **kwargs):
+    with spike.Simulator(net, seed=seed, dt=dt, progress_bar=False, **kwargs) as sim:
+        sim.run_steps(steps)
+    return sim
+
+
+def assert_same_probes(net, ref, sim):
+    """Spike's probe data equal the reference's: spikes exactly, values to 1e-10."""
+    assert sim.n_steps == ref.n_steps
+    assert sim.time == ref.time
+    np.testing.assert_array_equal(sim.trange(), ref.trange())
+    for probe in net.all_probes:
+        expected = ref.data[probe]
+        actual = sim.data[probe]
+        assert actual.shape == expected.shape, probe
+        target = probe.target
+        neurons = isinstance(target, nengo.ensemble.Neurons) and probe.attr in (
+            "output", "spikes"
+        )
+        if neurons and not isinstance(target.ensemble.neuron_type, nengo.Direct):
+            spiking = target.ensemble.neuron_type.spiking
+            if spiking and probe.synapse is None:
+                np.testing.assert_array_equal(actual, expected, err_msg=str(probe))
+                continue
+        np.testing.assert_allclose(
+            actual, expected, rtol=0, atol=TOLERANCE, err_msg=str(probe)
+        )
+
+
+def assert_equivalent(net, steps=300, seed=None, **kwargs):
+    """Run ``net`` on nengo.Simulator and on Spike, and compare every probe."""
+    ref = run_reference(net, steps, seed=seed)
+    sim = run_spike(net, steps, seed=seed, **kwargs)
+    assert_same_probes(net, ref, sim)
+    return sim
+
+
+def spike_processes():
+    """PIDs of live Spike worker processes started from this test process."""
+    pids = []
+    me = str(os.getpid())
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().split(b"\0")
+            with open(f"/proc/{entry}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if b"spike.worker" in cmd and me.encode() in cmd and state != "Z":
+            pids.append(int(entry))
+    return pids
