@@ -11,6 +11,7 @@ from .exceptions import (
     WorkerDied,
     WorkerError,
 )
+from .pool import shutdown_pool as shutdown
 from .simulator import Simulator
 from .version import __version__
 
@@ -22,5 +23,6 @@ __all__ = [
     "WorkerError",
     "WorkerDied",
     "ProtocolError",
+    "shutdown",
     "__version__",
 ]

@@ -43,13 +43,13 @@ def probe_key(index, probe):
     return f"p{index}_{safe}"
 
 
-def summarize(sim, probes, build_seconds, run_seconds, out):
+def summarize(sim, probes, workers, build_seconds, run_seconds, out):
     n_neurons = sum(a.n_neurons for a in sim.partition.actors)
     steps = sim.n_steps
     out.write(
         f"model: {len(sim.partition.actors)} actors, {n_neurons} neurons, "
         f"{len(probes)} probes, dt = {sim.dt:g} s\n"
-        f"workers: {sim.n_workers} ({', '.join(sim.workers) or 'none needed'})\n"
+        f"workers: {sim.n_workers} ({', '.join(workers) or 'none needed'})\n"
         f"build + start-up: {build_seconds:.2f} s; run: {run_seconds:.2f} s for "
         f"{steps} steps ({steps / max(run_seconds, 1e-9):.0f} steps/s, "
         f"{run_seconds / max(steps * sim.dt, 1e-9):.2f} s per simulated s)\n"
@@ -108,7 +108,8 @@ def cmd_run(args):
         start = time.perf_counter()
         sim.run(args.time)
         run_seconds = time.perf_counter() - start
-    summarize(sim, probes, build_seconds, run_seconds, sys.stdout)
+        workers = sim.workers
+    summarize(sim, probes, workers, build_seconds, run_seconds, sys.stdout)
     if args.placement:
         print(sim.describe_placement())
     out = args.out or os.path.splitext(os.path.basename(args.model))[0] + ".npz"

@@ -92,7 +92,7 @@ class Exchange:
                 or not all(isinstance(x, int) for x in header)
             ):
                 raise ProtocolError("data header is not [session, peer, step]")
-        except (ProtocolError, ValueError, msgpack.ExtraData) as e:
+        except Exception as e:  # msgpack raises several types on bad input
             logger.warning("peer %d dropped a malformed data message: %s", self.peer, e)
             return
         session, src, step = header

@@ -339,6 +339,7 @@ def get_pool():
 
 
 def shutdown_pool():
+    """Stop every pooled worker process of this client now (also done at exit)."""
     global _pool
     with _pool_lock:
         if _pool is not None and _pool.pid == os.getpid():
