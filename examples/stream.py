@@ -9,7 +9,6 @@ nengo_mpi used for its scaling figures.
 """
 
 import nengo
-import numpy as np
 
 N_CHAINS = 8
 CHAIN_LENGTH = 16

@@ -79,7 +79,8 @@ class Actor:
     @property
     def label(self):
         """A short human-readable description, naming the main objects."""
-        main = [o for o in self.objects if isinstance(o, (Ensemble, Node))]
+        main = [o for o in self.objects if isinstance(o, Ensemble)]
+        main += [o for o in self.objects if isinstance(o, Node)]
         shown = main or self.objects
         names = ", ".join(str(o) for o in shown[:3])
         more = f" and {len(shown) - 3} more" if len(shown) > 3 else ""

@@ -9,12 +9,11 @@ user's thread: ZeroMQ sockets are used from one thread only.
 import logging
 import pickle
 import secrets
-import time
 
 import cloudpickle
 import zmq
 
-from .exceptions import SpikeError, UnsupportedError, WorkerDied
+from .exceptions import SpikeError, UnsupportedError
 from .exchange import Exchange
 from .executor import Executor
 from .placement import CLIENT
