@@ -6,11 +6,12 @@ STAMP := $(VENV)/.spike-installed
 WORKERS ?= 2
 NENGO_SUITE_JOBS ?= 2
 
-.PHONY: help install run test test-spike test-nengo clean
+.PHONY: help install run test test-spike test-nengo bench clean
 
 help:
 	@echo "make run    - create $(VENV), install Spike, run the matrix multiplication example on $(WORKERS) local workers"
 	@echo "make test   - Spike's own tests, then nengo's test suite against spike.Simulator (2 workers)"
+	@echo "make bench  - time Spike against nengo.Simulator on the benchmark models (bench/results/)"
 	@echo "make clean  - remove $(VENV) and outputs"
 
 $(STAMP): setup.py pyproject.toml
@@ -38,6 +39,9 @@ test-nengo: $(STAMP)
 	cd $(SITE_PACKAGES) && SPIKE_TEST_WORKERS=2 $(CURDIR)/$(BIN)/python -m pytest \
 		-c $(CURDIR)/tests/nengo-suite.ini --rootdir . --pyargs nengo \
 		-n $(NENGO_SUITE_JOBS) -q -p no:cacheprovider
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) *.npz *.png build *.egg-info

@@ -157,8 +157,12 @@ class Worker:
                 warnings.simplefilter("always")
                 try:
                     handler(message)
-                except Aborted:
-                    self.send("aborted")
+                except Aborted as stop:
+                    if str(stop) == "release":  # released in the middle of a run
+                        self.release()
+                        self.send("released")
+                    else:
+                        self.send("aborted")
                 except Exception as e:  # report every failure to the client
                     self.send("error", error_fields(e))
             if caught:
