@@ -18,6 +18,7 @@ import msgpack
 import zmq
 
 from .exceptions import ProtocolError
+from .shm import ShmChannel
 
 logger = logging.getLogger(__name__)
 
@@ -42,16 +43,33 @@ class Exchange:
     wait_hook : callable, optional
         Called about every 100 ms while waiting for a message or for room to send;
         it may raise to abandon the wait (a dead peer, an abort request).
+    channels : dict, optional
+        Shared-memory rings for peers on the same host (see `spike.shm`):
+        ``{"send": {dst: (path, nbytes)}, "recv": {src: (path, nbytes)}}``. Values to
+        and from those peers go through the ring instead of ZeroMQ.
     """
 
-    def __init__(self, context, pull, session, peer, addresses, wait_hook=None):
+    def __init__(
+        self, context, pull, session, peer, addresses, wait_hook=None, channels=None
+    ):
         self.pull = pull
         self.session = session
         self.peer = peer
         self.wait_hook = wait_hook
         self.pending = collections.defaultdict(collections.deque)
+        channels = channels or {}
+        self.shm_send = {
+            int(dst): ShmChannel(path, nbytes)
+            for dst, (path, nbytes) in channels.get("send", {}).items()
+        }
+        self.shm_recv = {
+            int(src): ShmChannel(path, nbytes)
+            for src, (path, nbytes) in channels.get("recv", {}).items()
+        }
         self.pushes = {}
         for dst, address in addresses.items():
+            if dst in self.shm_send:
+                continue
             push = context.socket(zmq.PUSH)
             push.setsockopt(zmq.LINGER, 0)
             push.setsockopt(zmq.SNDHWM, SEND_HWM)
@@ -63,6 +81,13 @@ class Exchange:
         """Start a new session: forget every message kept from the old one."""
         self.session = session
         self.pending.clear()
+        for channel in self.shm_recv.values():
+            channel.reset()
+
+    def set_position(self, n_steps):
+        """After a restore at ``n_steps``: the next value expected is that step's."""
+        for channel in self.shm_recv.values():
+            channel.reset(n_steps - 1)
 
     def _wait(self):
         if self.wait_hook is not None:
@@ -70,6 +95,10 @@ class Exchange:
 
     def send(self, dst, step, payload):
         """Send ``payload`` (the values after ``step``) to peer ``dst``."""
+        channel = self.shm_send.get(dst)
+        if channel is not None:
+            channel.send(self.session, step, payload, self.wait_hook)
+            return
         header = msgpack.packb([self.session, self.peer, step])
         push = self.pushes[dst]
         while True:
@@ -102,6 +131,11 @@ class Exchange:
 
     def recv(self, src, step):
         """The payload peer ``src`` sent after ``step`` (waits for it)."""
+        channel = self.shm_recv.get(src)
+        if channel is not None:
+            payload = channel.recv(self.session, step, self.wait_hook).copy()
+            channel.release(step)
+            return payload
         queue = self.pending[src]
         pull = self.pull
         while not queue:
@@ -127,4 +161,8 @@ class Exchange:
         for push in self.pushes.values():
             push.close(linger=0)
         self.pushes.clear()
+        for channel in list(self.shm_send.values()) + list(self.shm_recv.values()):
+            channel.close(unlink=False)
+        self.shm_send.clear()
+        self.shm_recv.clear()
         self.pending.clear()

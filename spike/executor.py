@@ -75,6 +75,7 @@ class Executor:
                 continue
             self.signals[base] = value
         self.n_steps = n_steps
+        exchange.set_position(n_steps)
         if n_steps >= 1:
             for dst, route in self.plan.sends.items():
                 exchange.send(dst, n_steps, route.pack(self.signals, self.send_buffers[dst]))

@@ -7,18 +7,21 @@ user's thread: ZeroMQ sockets are used from one thread only.
 """
 
 import logging
+import os
 import pickle
 import secrets
+import socket
 
 import cloudpickle
 import zmq
 
+from . import shm
 from .exceptions import SpikeError, UnsupportedError
 from .exchange import Exchange
 from .executor import Executor
 from .placement import CLIENT
 from .partition import describe_object
-from .pool import remote_error
+from .pool import remote_error, shm_directory
 from .rng import encode_states, rng_states
 
 logger = logging.getLogger(__name__)
@@ -65,6 +68,8 @@ class Session:
         self.plans = plans
         self.broken = None
         self.session_id = 0
+        self.token = secrets.token_hex(6)
+        self.shm_dir = None
         self.worker_peers = [p.peer for p in plans[1:] if not p.is_idle]
         blobs = {peer: _pickle_plan(plans[peer], owners) for peer in self.worker_peers}
 
@@ -82,11 +87,16 @@ class Session:
             self.handles = dict(zip(self.worker_peers, handles))
             addresses = {CLIENT: self.address}
             addresses.update({p: h.data_address for p, h in self.handles.items()})
+            channels = self._shared_memory_channels()
             for peer, handle in self.handles.items():
                 pool.send(
                     handle,
                     "setup",
-                    {"session": 0, "addresses": {str(k): v for k, v in addresses.items()}},
+                    {
+                        "session": 0,
+                        "addresses": {str(k): v for k, v in addresses.items()},
+                        "channels": channels[peer],
+                    },
                     blobs=[blobs[peer]],
                 )
             for handle in self.handles.values():
@@ -100,12 +110,36 @@ class Session:
                     CLIENT,
                     {dst: addresses[dst] for dst in plans[0].sends},
                     wait_hook=self.watch,
+                    channels=channels[CLIENT],
                 )
         except BaseException:
             self.close(failed=True)
             raise
         self.progress = {}
         self.done = {}
+
+    def _shared_memory_channels(self):
+        """Per peer, the shared-memory rings to and from peers on this same host.
+
+        The rings live in a directory of this client's under /dev/shm, removed at
+        close (and, if the client was killed, by the next client's pool). Setting
+        ``SPIKE_EXCHANGE=zmq`` sends everything over ZeroMQ instead.
+        """
+        channels = {p.peer: {"send": {}, "recv": {}} for p in self.plans}
+        if os.environ.get("SPIKE_EXCHANGE", "shm") == "zmq" or not shm.available():
+            return channels
+        here = socket.gethostname()
+        local = {CLIENT} | {p for p, h in self.handles.items() if h.host == here}
+        active = local & ({CLIENT} | set(self.handles))
+        self.shm_dir = shm_directory(self.pool)
+        for plan in self.plans:
+            src = plan.peer
+            for dst, route in plan.sends.items():
+                if src in active and dst in active:
+                    path = os.path.join(self.shm_dir, f"{self.token}-{src}-{dst}")
+                    channels[src]["send"][str(dst)] = [path, route.nbytes]
+                    channels[dst]["recv"][str(src)] = [path, route.nbytes]
+        return channels
 
     @property
     def workers(self):
@@ -272,3 +306,10 @@ class Session:
         if self.pull is not None:
             self.pull.close(linger=0)
             self.pull = None
+        if self.shm_dir is not None:
+            for name in os.listdir(self.shm_dir):
+                if name.startswith(self.token):
+                    try:
+                        os.unlink(os.path.join(self.shm_dir, name))
+                    except FileNotFoundError:
+                        pass

@@ -192,6 +192,7 @@ class Worker:
             plan.peer,
             {dst: addresses[dst] for dst in plan.sends},
             wait_hook=self.check_abort,
+            channels=message.fields.get("channels"),
         )
         self.send("ready", {"peer": plan.peer})
 

@@ -3,6 +3,8 @@
 Spikes must be identical and every value within 1e-10 (see conftest.TOLERANCE).
 """
 
+import os
+
 import nengo
 import numpy as np
 import pytest
@@ -137,3 +139,23 @@ def test_dt_matches_reference():
     ref = run_reference(net, 100, dt=0.0005)
     sim = run_spike(net, 100, dt=0.0005, workers=2)
     assert_same_probes(net, ref, sim)
+
+
+@pytest.mark.parametrize("exchange", ["zmq", "shm"])
+@pytest.mark.parametrize("name", ["recurrent_loop", "networks", "nodes_with_callables"])
+def test_both_exchange_paths_match_reference(name, exchange, monkeypatch):
+    """Same-host peers use shared-memory rings by default; SPIKE_EXCHANGE=zmq forces
+    ZeroMQ (the path peers on other hosts take)."""
+    monkeypatch.setenv("SPIKE_EXCHANGE", exchange)
+    net = MODELS[name](seed=8)
+    ref = run_reference(net, 200)
+    with spike.Simulator(net, workers=3, progress_bar=False) as sim:
+        shm_dir = sim._session.shm_dir
+        if exchange == "shm":
+            assert shm_dir is not None and len(os.listdir(shm_dir)) > 0
+        else:
+            assert shm_dir is None
+        sim.run_steps(200)
+    assert_same_probes(net, ref, sim)
+    if shm_dir is not None:
+        assert not [n for n in os.listdir(shm_dir) if n.startswith(sim._session.token)]
