@@ -10,6 +10,8 @@ allow.
 import numpy as np
 from nengo.builder.signal import SignalDict
 
+from .merge import merge_plan
+
 _SHARED_RNG = np.random.RandomState(0)  # for ops that never draw at make_step
 
 
@@ -24,9 +26,16 @@ class Executor:
 
     def __init__(self, plan):
         self.plan = plan
+        if plan.optimize:
+            merge_plan(plan)
         self.signals = SignalDict()
-        for base in plan.bases:
-            self.signals.init(base)
+        for op in plan.ops:
+            op.init_signals(self.signals)
+        routes = list(plan.sends.values()) + list(plan.recvs.values())
+        others = [s for r in routes for s in r.bases] + [p.signal for p in plan.probes]
+        for sig in others + list(plan.bases):
+            if sig.base not in self.signals:
+                self.signals.init(sig.base)
         self.send_buffers = {
             dst: np.empty(route.nbytes, dtype=np.uint8)
             for dst, route in plan.sends.items()

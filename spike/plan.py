@@ -82,6 +82,8 @@ class PeerPlan:
     owned : list of int
         Positions in ``bases`` of the signals whose current value this peer is
         the authority on (it writes them, or is the first to hold a constant).
+    optimize : bool
+        Merge the operators with nengo's optimizer before running (`spike.merge`).
     """
 
     peer: int
@@ -93,6 +95,7 @@ class PeerPlan:
     probes: list = field(default_factory=list)
     bases: list = field(default_factory=list)
     owned: list = field(default_factory=list)
+    optimize: bool = False
 
     @property
     def is_idle(self):
@@ -108,7 +111,7 @@ def step_order(model):
     return [op for op in toposort(dg) if hasattr(op, "make_step")]
 
 
-def make_plans(model, partition, peer_of_actor, n_peers, order=None):
+def make_plans(model, partition, peer_of_actor, n_peers, order=None, optimize=False):
     """Divide ``model`` into one `PeerPlan` per peer.
 
     Parameters
@@ -121,9 +124,11 @@ def make_plans(model, partition, peer_of_actor, n_peers, order=None):
         Number of peers including the client.
     order : list of Operator, optional
         The step order (computed if not given).
+    optimize : bool, optional
+        Whether peers merge their operators (see `PeerPlan.optimize`).
     """
     order = step_order(model) if order is None else order
-    plans = [PeerPlan(peer=p, dt=model.dt) for p in range(n_peers)]
+    plans = [PeerPlan(peer=p, dt=model.dt, optimize=optimize) for p in range(n_peers)]
     replicated = set(partition.replicated_ops)
     for position, op in enumerate(order):
         if op in replicated:

@@ -6,6 +6,7 @@ watches for errors and dead workers, and gathers probe data. All of it happens i
 user's thread: ZeroMQ sockets are used from one thread only.
 """
 
+import copy
 import logging
 import os
 import pickle
@@ -102,7 +103,7 @@ class Session:
             for handle in self.handles.values():
                 pool.expect(handle, ("ready",))
             if not plans[0].is_idle:
-                self.client = Executor(plans[0])
+                self.client = Executor(copy.copy(plans[0]))
                 self.exchange = Exchange(
                     pool.context,
                     self.pull,

@@ -53,8 +53,8 @@ class Simulator:
     progress_bar : bool or ProgressBar, optional
         Progress bar for building and running (nengo's).
     optimize : bool, optional
-        Accepted for compatibility with `nengo.Simulator`. Spike always runs the
-        model's operators unmerged, so that each can be placed on its own worker.
+        If True, each worker (and the client) merges the operators of its share with
+        nengo's op-merging optimizer, as `nengo.Simulator` does for the whole model.
     workers : int, optional
         Number of local worker processes (default: one per core, or the
         ``SPIKE_WORKERS`` environment variable).
@@ -109,7 +109,7 @@ class Simulator:
                 self.placement = dict(enumerate(peers))
                 plans = make_plans(
                     self.model, self.partition, peers, self.n_workers + 1,
-                    order=self._step_order,
+                    order=self._step_order, optimize=optimize,
                 )
             with progress.next_stage("Starting workers", "Start-up"):
                 self._session = Session(

@@ -47,8 +47,9 @@ def test_stochastic_neurons_match_unmerged_reference(neuron_type):
     net = neuron_type_chain(neuron_type, seed=5)
     with nengo.Simulator(net, optimize=False, progress_bar=False) as ref:
         ref.run_steps(200)
-    sim = run_spike(net, 200, workers=2)
-    assert_same_probes(net, ref, sim)
+    for workers in (1, 2):  # together on one worker, or apart: the same spikes
+        sim = run_spike(net, 200, workers=workers)
+        assert_same_probes(net, ref, sim)
 
 
 def random_assignments(net, n_workers, rng):
@@ -159,3 +160,24 @@ def test_both_exchange_paths_match_reference(name, exchange, monkeypatch):
     assert_same_probes(net, ref, sim)
     if shm_dir is not None:
         assert not [n for n in os.listdir(shm_dir) if n.startswith(sim._session.token)]
+
+
+@pytest.mark.parametrize("name", ["networks", "unsupervised_learning", "processes"])
+def test_unmerged_workers_match_reference(name):
+    """optimize=False: workers run nengo's operators one by one (no op merging)."""
+    net = MODELS[name](seed=9)
+    assert_equivalent(net, steps=150, workers=2, optimize=False)
+
+
+def test_workers_merge_their_operators():
+    from spike.executor import Executor
+    from spike.merge import merge_plan
+
+    net = MODELS["networks"](seed=9)
+    with spike.Simulator(net, workers=2, progress_bar=False) as sim:
+        plans = sim._session.plans
+    import copy
+
+    plan = copy.deepcopy(plans[1])
+    assert merge_plan(plan) > len(plan.ops) // 2  # most operators merged away
+    Executor(copy.deepcopy(plans[1]))  # and the merged share initialises

@@ -1,0 +1,93 @@
+"""Merging a peer's operators with nengo's own op-merging optimizer.
+
+`nengo.Simulator(optimize=True)` merges operators of the same type (all LIF neuron
+updates, all encoder products, ...) into a few large ones, which is most of its speed
+in Python. It cannot run on the whole model before placement (merged operators would
+span actors), so each peer runs it on its own share, after placement and in
+parallel. The signals the peer shares with others (its routes), records (probes) or
+reports (``bases``) may be moved into larger merged signals: they are tracked
+through the optimizer and replaced by the views it leaves in their place.
+
+nengo never merges ``SimProcess`` operators, so the operators that draw random
+numbers keep their identity and their random state (see `spike.rng`). Neither does
+Spike let it merge neuron operators that carry their own ``RandomState`` (stochastic
+neuron types): nengo would make the merged operator draw from the first one's state
+(it warns that this changes results), and which ensembles share a worker would then
+change the spikes.
+"""
+
+import copy
+import dataclasses
+
+from nengo.builder.neurons import SimNeurons
+
+from nengo.builder.optimizer import optimize
+from nengo.utils.graphs import toposort
+from nengo.utils.simulator import operator_dependency_graph
+
+from .plan import Route
+
+
+class OwnRngSimNeurons(SimNeurons):
+    """A ``SimNeurons`` with its own ``RandomState``; nengo's optimizer skips it
+    (it looks mergers up by exact type)."""
+
+
+class _PeerModel:
+    """The part of a nengo Model the optimizer uses: operators and signal dicts."""
+
+    def __init__(self, operators, tracked):
+        self.operators = list(operators)
+        self.sig = {"tracked": tracked}
+
+    def add_op(self, op):
+        self.operators.append(op)
+
+
+def merge_plan(plan):
+    """Merge ``plan``'s operators; return the number of operators removed.
+
+    ``plan``'s lists are replaced, never changed in place (a shallow copy of a plan
+    may be merged while the original is kept). Routes, probes and ``plan.bases`` then
+    name the signals the optimizer leaves in place of the originals (views of merged
+    signals).
+    """
+    # the optimizer rebinds the signal lists of the operators it touches: work on
+    # shallow copies, so the model's operators (in the client) stay as built, while
+    # processes, neuron types and Node functions stay the user's own objects
+    plan.ops = [copy.copy(op) for op in plan.ops]
+    positions = dict(zip(plan.ops, plan.order))
+    tracked = {}
+    for kind, routes in (("send", plan.sends), ("recv", plan.recvs)):
+        for peer, route in routes.items():
+            for b, base in enumerate(route.bases):
+                tracked[(kind, peer, b)] = base
+    for p, probe in enumerate(plan.probes):
+        tracked[("probe", p)] = probe.signal
+    for i, base in enumerate(plan.bases):
+        tracked[("base", i)] = base
+
+    for op in plan.ops:
+        if type(op) is SimNeurons and op.state_extra:
+            op.__class__ = OwnRngSimNeurons
+    model = _PeerModel(plan.ops, tracked)
+    dg = operator_dependency_graph(model.operators)
+    before = len(model.operators)
+    optimize(model, dg)
+    tracked = model.sig["tracked"]
+
+    def moved(kind, peer, route):
+        return Route([tracked[(kind, peer, b)] for b in range(len(route.bases))])
+
+    plan.sends = {peer: moved("send", peer, r) for peer, r in plan.sends.items()}
+    plan.recvs = {peer: moved("recv", peer, r) for peer, r in plan.recvs.items()}
+    plan.probes = [
+        dataclasses.replace(probe, signal=tracked[("probe", p)])
+        for p, probe in enumerate(plan.probes)
+    ]
+    plan.bases = [tracked[("base", i)] for i in range(len(plan.bases))]
+
+    ops = [op for op in toposort(dg) if hasattr(op, "make_step")]
+    plan.ops = ops
+    plan.order = [positions.get(op, -1) for op in ops]
+    return before - len(ops)
