@@ -20,6 +20,7 @@ import copy
 import dataclasses
 
 from nengo.builder.neurons import SimNeurons
+from nengo.builder.operator import DotInc
 
 from nengo.builder.optimizer import optimize
 from nengo.utils.graphs import toposort
@@ -31,6 +32,16 @@ from .plan import Route
 class OwnRngSimNeurons(SimNeurons):
     """A ``SimNeurons`` with its own ``RandomState``; nengo's optimizer skips it
     (it looks mergers up by exact type)."""
+
+
+class LargeDotInc(DotInc):
+    """A ``DotInc`` with a large matrix; left unmerged. Merging saves the Python
+    overhead of many small operators, but turns large products into block-sparse
+    ones, which are slower (measured on the two-20k-ensemble benchmark)."""
+
+
+LARGE_MATRIX_ELEMENTS = 1 << 16
+"""Matrices with at least this many elements are not merged (512 KiB of float64)."""
 
 
 class _PeerModel:
@@ -70,6 +81,8 @@ def merge_plan(plan):
     for op in plan.ops:
         if type(op) is SimNeurons and op.state_extra:
             op.__class__ = OwnRngSimNeurons
+        elif type(op) is DotInc and op.A.size >= LARGE_MATRIX_ELEMENTS:
+            op.__class__ = LargeDotInc
     model = _PeerModel(plan.ops, tracked)
     dg = operator_dependency_graph(model.operators)
     before = len(model.operators)
