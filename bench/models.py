@@ -9,13 +9,18 @@ import nengo
 import numpy as np
 
 
+def white_input(dimensions, seed, rms=0.3):
+    """A band-limited white noise input of ``dimensions`` (a process, not a callable)."""
+    return nengo.Node(
+        nengo.processes.WhiteSignal(10.0, high=2.0, rms=rms, seed=seed + 1),
+        size_out=dimensions,
+    )
+
+
 def stream(n_chains=8, length=16, n_neurons=200, dimensions=4, seed=0):
     """``n_chains`` parallel chains of ``length`` ensembles (128 x 200 LIF, 4-D)."""
     with nengo.Network(label="stream", seed=seed) as net:
-        stim = nengo.Node(
-            nengo.processes.WhiteSignal(10.0, high=2.0, rms=0.3, seed=seed + 1),
-            size_out=dimensions,
-        )
+        stim = white_input(dimensions, seed)
         probes = []
         for _ in range(n_chains):
             previous = stim
@@ -30,10 +35,7 @@ def stream(n_chains=8, length=16, n_neurons=200, dimensions=4, seed=0):
 def chain(length=20, n_neurons=1000, dimensions=16, seed=0):
     """A chain of ``length`` ensembles (20 x 1000 LIF, 16-D)."""
     with nengo.Network(label="chain", seed=seed) as net:
-        stim = nengo.Node(
-            nengo.processes.WhiteSignal(10.0, high=2.0, rms=0.3, seed=seed + 1),
-            size_out=dimensions,
-        )
+        stim = white_input(dimensions, seed)
         previous = stim
         for _ in range(length):
             ens = nengo.Ensemble(n_neurons, dimensions)
@@ -59,10 +61,7 @@ def circular_convolution(n_neurons=100, dimensions=32, seed=0):
 def two_big_ensembles(n_neurons=20000, dimensions=32, n_eval_points=4000, seed=0):
     """Two 20k-neuron 32-D ensembles, one feeding the other."""
     with nengo.Network(label="two big ensembles", seed=seed) as net:
-        stim = nengo.Node(
-            nengo.processes.WhiteSignal(10.0, high=2.0, rms=0.2, seed=seed + 1),
-            size_out=dimensions,
-        )
+        stim = white_input(dimensions, seed, rms=0.2)
         a = nengo.Ensemble(n_neurons, dimensions, n_eval_points=n_eval_points)
         b = nengo.Ensemble(n_neurons, dimensions, n_eval_points=n_eval_points)
         nengo.Connection(stim, a)

@@ -75,7 +75,6 @@ class Exchange:
             push.setsockopt(zmq.SNDHWM, SEND_HWM)
             push.connect(address)
             self.pushes[dst] = push
-        self.wait_seconds = 0.0
 
     def set_session(self, session):
         """Start a new session: forget every message kept from the old one."""
@@ -147,7 +146,6 @@ class Exchange:
                         break
                     self._accept(parts)
             else:
-                self.wait_seconds += POLL_INTERVAL_MS / 1000
                 self._wait()
         got, payload = queue.popleft()
         if got != step:

@@ -9,6 +9,7 @@ each step, packed into one buffer (see `Route`).
 from dataclasses import dataclass, field
 
 import numpy as np
+from nengo.builder.operator import TimeUpdate
 from nengo.utils.graphs import toposort
 from nengo.utils.simulator import operator_dependency_graph
 
@@ -101,7 +102,7 @@ class PeerPlan:
     def is_idle(self):
         """True if the peer has nothing of its own to do but count time."""
         return not (self.probes or self.sends or self.recvs) and all(
-            type(op).__name__ == "TimeUpdate" for op in self.ops
+            isinstance(op, TimeUpdate) for op in self.ops
         )
 
 

@@ -50,7 +50,6 @@ class WorkerHandle:
         self.host = "localhost"
         self.data_address = None
         self.inbox = collections.deque()
-        self.ready = False
 
     @property
     def name(self):
@@ -111,7 +110,6 @@ class WorkerPool:
             message = self.expect(handle, ("hello",), deadline - time.monotonic())
             handle.data_address = message.fields["data"]
             handle.host = message.fields.get("host", "localhost")
-            handle.ready = True
         logger.info("started %d workers: %s", n, ", ".join(h.name for h in started))
         return started
 

@@ -219,10 +219,6 @@ class Worker:
         keys = sorted(data)
         self.send("probes", {"keys": keys}, [data[k] for k in keys])
 
-    def on_clear_probes(self, message):
-        self.executor.clear_probes()
-        self.send("probes_cleared")
-
     def on_signals(self, message):
         """Current values of the signals this worker is the authority on."""
         positions = self.executor.plan.owned
