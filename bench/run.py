@@ -54,12 +54,9 @@ def matrix_bytes_per_step(model):
     """Bytes of weight/encoder matrices the model's operators read every step."""
     from nengo.builder.operator import DotInc, ElementwiseInc
 
-    total = 0
-    for op in model.operators:
-        if isinstance(op, (DotInc, ElementwiseInc)):
-            matrix = op.A
-            total += matrix.nbytes if hasattr(matrix, "nbytes") else 0
-    return total
+    return sum(
+        op.A.nbytes for op in model.operators if isinstance(op, (DotInc, ElementwiseInc))
+    )
 
 
 def run_one(name, backend, workers, sim_time, tiny, repeats=3):

@@ -15,6 +15,7 @@ import collections
 import logging
 
 import msgpack
+import numpy as np
 import zmq
 
 from .exceptions import ProtocolError
@@ -67,6 +68,7 @@ class Exchange:
             for src, (path, nbytes) in channels.get("recv", {}).items()
         }
         self.pushes = {}
+        self.buffers = {}
         for dst, address in addresses.items():
             if dst in self.shm_send:
                 continue
@@ -92,12 +94,21 @@ class Exchange:
         if self.wait_hook is not None:
             self.wait_hook()
 
-    def send(self, dst, step, payload):
-        """Send ``payload`` (the values after ``step``) to peer ``dst``."""
+    def send(self, dst, step, route, signals):
+        """Send peer ``dst`` the values of ``route``'s signals after ``step``.
+
+        Over shared memory the values are packed straight into the ring's slot;
+        over ZeroMQ into a buffer kept per destination.
+        """
         channel = self.shm_send.get(dst)
         if channel is not None:
-            channel.send(self.session, step, payload, self.wait_hook)
+            route.pack(signals, channel.claim(step, self.wait_hook))
+            channel.publish(self.session, step)
             return
+        buffer = self.buffers.get(dst)
+        if buffer is None:
+            buffer = self.buffers[dst] = np.empty(route.nbytes, dtype=np.uint8)
+        payload = route.pack(signals, buffer)
         header = msgpack.packb([self.session, self.peer, step])
         push = self.pushes[dst]
         while True:
@@ -128,13 +139,17 @@ class Exchange:
             return
         self.pending[src].append((step, parts[1]))
 
-    def recv(self, src, step):
-        """The payload peer ``src`` sent after ``step`` (waits for it)."""
+    def recv(self, src, step, route, signals):
+        """Wait for the values peer ``src`` sent after ``step``; unpack them into
+        ``signals`` through ``route``."""
         channel = self.shm_recv.get(src)
         if channel is not None:
-            payload = channel.recv(self.session, step, self.wait_hook).copy()
+            route.unpack(signals, channel.wait_for(self.session, step, self.wait_hook))
             channel.release(step)
-            return payload
+            return
+        route.unpack(signals, self._recv_zmq(src, step))
+
+    def _recv_zmq(self, src, step):
         queue = self.pending[src]
         pull = self.pull
         while not queue:
@@ -160,7 +175,7 @@ class Exchange:
             push.close(linger=0)
         self.pushes.clear()
         for channel in list(self.shm_send.values()) + list(self.shm_recv.values()):
-            channel.close(unlink=False)
+            channel.close()
         self.shm_send.clear()
         self.shm_recv.clear()
         self.pending.clear()

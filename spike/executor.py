@@ -7,6 +7,8 @@ its own crossing values. There is no barrier: a peer runs ahead as far as its in
 allow.
 """
 
+import copy
+
 import numpy as np
 from nengo.builder.signal import SignalDict
 
@@ -25,21 +27,16 @@ class Executor:
     """
 
     def __init__(self, plan):
-        self.plan = plan
+        plan = copy.copy(plan)  # merging replaces the plan's lists: keep the caller's
         if plan.optimize:
             merge_plan(plan)
+        self.plan = plan
         self.signals = SignalDict()
         for op in plan.ops:
             op.init_signals(self.signals)
-        routes = list(plan.sends.values()) + list(plan.recvs.values())
-        others = [s for r in routes for s in r.bases] + [p.signal for p in plan.probes]
-        for sig in others + list(plan.bases):
+        for sig in plan.bases:  # includes route, probe and constant signals
             if sig.base not in self.signals:
                 self.signals.init(sig.base)
-        self.send_buffers = {
-            dst: np.empty(route.nbytes, dtype=np.uint8)
-            for dst, route in plan.sends.items()
-        }
         self.n_steps = 0
         self.steps = []
         self.probe_data = {p.key: [] for p in plan.probes}
@@ -87,7 +84,7 @@ class Executor:
         exchange.set_position(n_steps)
         if n_steps >= 1:
             for dst, route in self.plan.sends.items():
-                exchange.send(dst, n_steps, route.pack(self.signals, self.send_buffers[dst]))
+                exchange.send(dst, n_steps, route, self.signals)
 
     def clear_probes(self):
         for data in self.probe_data.values():
@@ -119,7 +116,7 @@ class Executor:
         plan = self.plan
         signals = self.signals
         recvs = list(plan.recvs.items())
-        sends = [(dst, route, self.send_buffers[dst]) for dst, route in plan.sends.items()]
+        sends = list(plan.sends.items())
         probes = [(p, signals[p.signal], self.probe_data[p.key]) for p in plan.probes]
         steps = self.steps
         old_err = np.seterr(invalid="raise", divide="ignore")
@@ -127,15 +124,15 @@ class Executor:
             for done in range(n_steps):
                 if self.n_steps >= 1:
                     for src, route in recvs:
-                        route.unpack(signals, exchange.recv(src, self.n_steps))
+                        exchange.recv(src, self.n_steps, route, signals)
                 for step in steps:
                     step()
                 self.n_steps += 1
                 for probe, value, samples in probes:
                     if self.n_steps % probe.period < 1:
                         samples.append(value.copy())
-                for dst, route, buffer in sends:
-                    exchange.send(dst, self.n_steps, route.pack(signals, buffer))
+                for dst, route in sends:
+                    exchange.send(dst, self.n_steps, route, signals)
                 if progress is not None:
                     progress(done + 1)
         finally:

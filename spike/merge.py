@@ -21,7 +21,6 @@ import dataclasses
 
 from nengo.builder.neurons import SimNeurons
 from nengo.builder.operator import DotInc
-
 from nengo.builder.optimizer import optimize
 from nengo.utils.graphs import toposort
 from nengo.utils.simulator import operator_dependency_graph

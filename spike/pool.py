@@ -12,7 +12,6 @@ import atexit
 import collections
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import warnings
 
 import zmq
 
-from . import wire
+from . import shm, wire
 from .exceptions import ProtocolError, WorkerDied, WorkerError
 
 logger = logging.getLogger(__name__)
@@ -194,7 +193,7 @@ class WorkerPool:
             self.idle.clear()
             self.router.close(linger=0)
             self.context.term()
-            shutil.rmtree(os.path.join(SHM_ROOT, f"spike-{self.pid}"), ignore_errors=True)
+            shm.remove_client_directory(self.pid)
 
     # -- messages ----------------------------------------------------------------
 
@@ -336,26 +335,6 @@ def get_pool():
         if _pool is None or _pool.pid != os.getpid():
             _pool = WorkerPool()
         return _pool
-
-
-SHM_ROOT = "/dev/shm"
-
-
-def shm_directory(pool):
-    """This client's directory for shared-memory rings (made on first use).
-
-    Directories of clients that no longer run (killed before they could clean up)
-    are removed at the same time.
-    """
-    path = os.path.join(SHM_ROOT, f"spike-{pool.pid}")
-    if not os.path.isdir(path):
-        for name in os.listdir(SHM_ROOT):
-            if name.startswith("spike-") and name[6:].isdigit():
-                pid = int(name[6:])
-                if pid != pool.pid and not os.path.exists(f"/proc/{pid}"):
-                    shutil.rmtree(os.path.join(SHM_ROOT, name), ignore_errors=True)
-        os.makedirs(path, mode=0o700, exist_ok=True)
-    return path
 
 
 def shutdown_pool():

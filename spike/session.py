@@ -6,7 +6,6 @@ watches for errors and dead workers, and gathers probe data. All of it happens i
 user's thread: ZeroMQ sockets are used from one thread only.
 """
 
-import copy
 import logging
 import os
 import pickle
@@ -22,7 +21,7 @@ from .exchange import Exchange
 from .executor import Executor
 from .placement import CLIENT
 from .partition import describe_object
-from .pool import remote_error, shm_directory
+from .pool import remote_error
 from .rng import encode_states, rng_states
 
 logger = logging.getLogger(__name__)
@@ -70,7 +69,7 @@ class Session:
         self.broken = None
         self.session_id = 0
         self.token = secrets.token_hex(6)
-        self.shm_dir = None
+        self.shm_paths = []
         self.worker_peers = [p.peer for p in plans[1:] if not p.is_idle]
         blobs = {peer: _pickle_plan(plans[peer], owners) for peer in self.worker_peers}
 
@@ -103,7 +102,7 @@ class Session:
             for handle in self.handles.values():
                 pool.expect(handle, ("ready",))
             if not plans[0].is_idle:
-                self.client = Executor(copy.copy(plans[0]))
+                self.client = Executor(plans[0])
                 self.exchange = Exchange(
                     pool.context,
                     self.pull,
@@ -131,13 +130,13 @@ class Session:
             return channels
         here = socket.gethostname()
         local = {CLIENT} | {p for p, h in self.handles.items() if h.host == here}
-        active = local & ({CLIENT} | set(self.handles))
-        self.shm_dir = shm_directory(self.pool)
+        directory = shm.make_client_directory(self.pool.pid)
         for plan in self.plans:
             src = plan.peer
             for dst, route in plan.sends.items():
-                if src in active and dst in active:
-                    path = os.path.join(self.shm_dir, f"{self.token}-{src}-{dst}")
+                if src in local and dst in local:
+                    path = os.path.join(directory, f"{self.token}-{src}-{dst}")
+                    self.shm_paths.append(path)
                     channels[src]["send"][str(dst)] = [path, route.nbytes]
                     channels[dst]["recv"][str(src)] = [path, route.nbytes]
         return channels
@@ -307,10 +306,9 @@ class Session:
         if self.pull is not None:
             self.pull.close(linger=0)
             self.pull = None
-        if self.shm_dir is not None:
-            for name in os.listdir(self.shm_dir):
-                if name.startswith(self.token):
-                    try:
-                        os.unlink(os.path.join(self.shm_dir, name))
-                    except FileNotFoundError:
-                        pass
+        for path in self.shm_paths:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        self.shm_paths = []

@@ -5,7 +5,8 @@ about 120 µs per hop on a 2-core machine. Peers on the same host instead share 
 ring of slots in a file under ``/dev/shm`` (one ring per ordered pair of peers):
 
 - slot ``step % SLOTS`` holds ``[session, step]`` (two int64) and the route's bytes;
-- the sender writes the bytes first and the step last; the receiver waits until the
+- the sender packs the bytes into the slot first (`claim`) and the step last
+  (`publish`); the receiver waits until the
   slot shows the step it needs, copies the bytes out and records the step as consumed;
 - the sender never overwrites a slot the receiver has not consumed (it waits while it
   is ``SLOTS`` steps ahead).
@@ -21,6 +22,7 @@ Waiting spins briefly, then yields the processor, then sleeps in short naps, cal
 import mmap
 import os
 import platform
+import shutil
 import time
 
 import numpy as np
@@ -37,7 +39,33 @@ HOOK_SECONDS = 0.1
 
 def available():
     """True where the store-ordering argument above holds."""
-    return platform.machine() in ("x86_64", "AMD64") and os.path.isdir("/dev/shm")
+    return platform.machine() in ("x86_64", "AMD64") and os.path.isdir(ROOT)
+
+
+ROOT = "/dev/shm"
+
+
+def client_directory(pid):
+    """The directory holding the rings of the client process ``pid``."""
+    return os.path.join(ROOT, f"spike-{pid}")
+
+
+def make_client_directory(pid):
+    """Create ``pid``'s directory; remove those of clients that no longer run
+    (killed before they could clean up)."""
+    path = client_directory(pid)
+    if not os.path.isdir(path):
+        for name in os.listdir(ROOT):
+            if name.startswith("spike-") and name[6:].isdigit():
+                other = int(name[6:])
+                if other != pid and not os.path.exists(f"/proc/{other}"):
+                    shutil.rmtree(os.path.join(ROOT, name), ignore_errors=True)
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
+
+
+def remove_client_directory(pid):
+    shutil.rmtree(client_directory(pid), ignore_errors=True)
 
 
 def _slot_bytes(nbytes):
@@ -84,7 +112,11 @@ class ShmChannel:
         """Receiver side, at a new session: nothing of it consumed yet."""
         self.consumed[0] = consumed
 
-    def _wait(self, ready, wait_hook):
+    @staticmethod
+    def _wait(ready, wait_hook):
+        """Return once ``ready()``: spin, then yield, then nap; call the hook now and then."""
+        if ready():
+            return
         start = time.perf_counter()
         next_hook = start + HOOK_SECONDS
         while not ready():
@@ -100,35 +132,38 @@ class ShmChannel:
                 if wait_hook is not None:
                     wait_hook()
 
-    def send(self, session, step, payload, wait_hook=None):
-        """Write ``payload`` (uint8 array of ``nbytes``) as the values after ``step``."""
+    def claim(self, step, wait_hook=None):
+        """Sender side: the slot for the values after ``step``, to write into.
+
+        Waits while the receiver is ``SLOTS`` steps behind. Call `publish` after writing.
+        """
         consumed = self.consumed
         self._wait(lambda: step - consumed[0] <= SLOTS, wait_hook)
         i = step % SLOTS
-        header = self.headers[i]
-        header[1] = -1  # invalidate while writing
-        self.payloads[i][...] = payload
+        self.headers[i][1] = -1  # invalid while being written
+        return self.payloads[i]
+
+    def publish(self, session, step):
+        """Sender side: the slot claimed for ``step`` is written."""
+        header = self.headers[step % SLOTS]
         header[0] = session
         header[1] = step  # last: publishes the slot
 
-    def recv(self, session, step, wait_hook=None):
-        """The bytes sent after ``step`` in ``session`` (a view; copy before release)."""
-        header = self.headers[step % SLOTS]
+    def wait_for(self, session, step, wait_hook=None):
+        """Receiver side: the bytes sent after ``step`` (a view; `release` when read)."""
+        i = step % SLOTS
+        header = self.headers[i]
         self._wait(lambda: header[1] == step and header[0] == session, wait_hook)
-        return self.payloads[step % SLOTS]
+        return self.payloads[i]
 
     def release(self, step):
         """Receiver side: the slot of ``step`` may be reused."""
         self.consumed[0] = step
 
-    def close(self, unlink=True):
+    def close(self):
+        """Unmap the ring (the client that named the file removes it)."""
         self.consumed = self.headers = self.payloads = None
         try:
             self.map.close()
-        except BufferError:
+        except BufferError:  # a view is still alive somewhere; the GC will unmap it
             pass
-        if unlink:
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass

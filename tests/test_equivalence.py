@@ -151,15 +151,14 @@ def test_both_exchange_paths_match_reference(name, exchange, monkeypatch):
     net = MODELS[name](seed=8)
     ref = run_reference(net, 200)
     with spike.Simulator(net, workers=3, progress_bar=False) as sim:
-        shm_dir = sim._session.shm_dir
+        shm_paths = list(sim._session.shm_paths)
         if exchange == "shm":
-            assert shm_dir is not None and len(os.listdir(shm_dir)) > 0
+            assert shm_paths and all(os.path.exists(p) for p in shm_paths)
         else:
-            assert shm_dir is None
+            assert not shm_paths
         sim.run_steps(200)
     assert_same_probes(net, ref, sim)
-    if shm_dir is not None:
-        assert not [n for n in os.listdir(shm_dir) if n.startswith(sim._session.token)]
+    assert not any(os.path.exists(p) for p in shm_paths)
 
 
 @pytest.mark.parametrize("name", ["networks", "unsupervised_learning", "processes"])
