@@ -28,6 +28,9 @@ run: $(STAMP)
 
 test: test-spike test-nengo
 
+# compiled code from the tests stays in the checkout (make clean removes it)
+export SPIKE_CACHE_DIR ?= $(CURDIR)/.cache/spike
+
 test-spike: $(STAMP)
 	$(BIN)/python -m pytest tests -q -n 2
 
@@ -44,4 +47,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) *.npz *.png build *.egg-info
+	rm -rf $(VENV) *.npz *.png build *.egg-info .cache

@@ -14,11 +14,15 @@ setup(
     python_requires=">=3.10",
     install_requires=[
         "nengo==4.1.*",
-        "numpy>=1.22,<2.4",  # nengo 4.1 breaks on numpy 2.4
+        "numpy>=2.0,<2.4",  # nengo 4.1 breaks on numpy 2.4; pytensor 3 needs 2.0
         "pyzmq>=25",
         "msgpack>=1.0",
         "cloudpickle>=2.0",
         "matplotlib>=3.5",
+        # compiled workers (theano-pymc cannot run on Python 3.11 with a current
+        # numpy); PyTensor 3 compiles with Numba, whose dot products use scipy's BLAS
+        "pytensor==3.0.*",
+        "scipy>=1.10",
     ],
     extras_require={
         # nengo's pytest plugin needs pytest<8; nengo's own tests use allclose/plt/rng

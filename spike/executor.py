@@ -12,6 +12,7 @@ import copy
 import numpy as np
 from nengo.builder.signal import SignalDict
 
+from . import compiler
 from .merge import merge_plan
 
 _SHARED_RNG = np.random.RandomState(0)  # for ops that never draw at make_step
@@ -28,15 +29,27 @@ class Executor:
 
     def __init__(self, plan):
         plan = copy.copy(plan)  # merging replaces the plan's lists: keep the caller's
+        compiling = compiler.decide(plan.compile, plan.ops)
         if plan.optimize:
             merge_plan(plan)
         self.plan = plan
         self.signals = SignalDict()
+        if compiling:
+            arena = compiler.Arena(
+                [sig.base for op in plan.ops for sig in op.all_signals]
+                + [sig.base for sig in plan.bases]
+            )
+            arena.bind(self.signals)
         for op in plan.ops:
             op.init_signals(self.signals)
         for sig in plan.bases:  # includes route, probe and constant signals
             if sig.base not in self.signals:
                 self.signals.init(sig.base)
+        self.program = None
+        if compiling:
+            self.program = compiler.Program(
+                plan.ops, arena, self.signals, plan.dt, plan.matrix_dtype
+            )
         self.n_steps = 0
         self.steps = []
         self.probe_data = {p.key: [] for p in plan.probes}
@@ -52,8 +65,13 @@ class Executor:
         """
         for key in self.signals:
             self.signals.reset(key)
+        items = range(len(self.plan.ops)) if self.program is None else self.program.items
         steps = []
-        for op, position in zip(self.plan.ops, self.plan.order):
+        for item in items:
+            if isinstance(item, compiler.Segment):
+                steps.append(item.make_step())
+                continue
+            op, position = self.plan.ops[item], self.plan.order[item]
             state = states.get(position)
             if state is None:
                 rng = _SHARED_RNG

@@ -85,6 +85,10 @@ class PeerPlan:
         the authority on (it writes them, or is the first to hold a constant).
     optimize : bool
         Merge the operators with nengo's optimizer before running (`spike.merge`).
+    compile : bool or "auto"
+        Compile the step with PyTensor (`spike.compiler`); "auto" decides by size.
+    matrix_dtype : str
+        dtype of the matrices of compiled products ("float64" or "float32").
     """
 
     peer: int
@@ -97,6 +101,8 @@ class PeerPlan:
     bases: list = field(default_factory=list)
     owned: list = field(default_factory=list)
     optimize: bool = False
+    compile: object = False
+    matrix_dtype: str = "float64"
 
     @property
     def is_idle(self):
@@ -112,7 +118,16 @@ def step_order(model):
     return [op for op in toposort(dg) if hasattr(op, "make_step")]
 
 
-def make_plans(model, partition, peer_of_actor, n_peers, order=None, optimize=False):
+def make_plans(
+    model,
+    partition,
+    peer_of_actor,
+    n_peers,
+    order=None,
+    optimize=False,
+    compile=False,
+    matrix_dtype="float64",
+):
     """Divide ``model`` into one `PeerPlan` per peer.
 
     Parameters
@@ -127,9 +142,22 @@ def make_plans(model, partition, peer_of_actor, n_peers, order=None, optimize=Fa
         The step order (computed if not given).
     optimize : bool, optional
         Whether peers merge their operators (see `PeerPlan.optimize`).
+    compile : bool or "auto", optional
+        Whether peers compile their step (see `PeerPlan.compile`).
+    matrix_dtype : str, optional
+        See `PeerPlan.matrix_dtype`.
     """
     order = step_order(model) if order is None else order
-    plans = [PeerPlan(peer=p, dt=model.dt, optimize=optimize) for p in range(n_peers)]
+    plans = [
+        PeerPlan(
+            peer=p,
+            dt=model.dt,
+            optimize=optimize,
+            compile=compile,
+            matrix_dtype=matrix_dtype,
+        )
+        for p in range(n_peers)
+    ]
     replicated = set(partition.replicated_ops)
     for position, op in enumerate(order):
         if op in replicated:

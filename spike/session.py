@@ -27,6 +27,7 @@ from .rng import encode_states, rng_states
 logger = logging.getLogger(__name__)
 
 WATCH_INTERVAL_MS = 100
+SETUP_TIMEOUT = 600.0  # seconds a worker may take to set up (compiling on a cold cache)
 
 
 def _pickle_plan(plan, owners):
@@ -100,7 +101,7 @@ class Session:
                     blobs=[blobs[peer]],
                 )
             for handle in self.handles.values():
-                pool.expect(handle, ("ready",))
+                pool.expect(handle, ("ready",), SETUP_TIMEOUT)
             if not plans[0].is_idle:
                 self.client = Executor(plans[0])
                 self.exchange = Exchange(

@@ -31,6 +31,16 @@ def default_workers():
     return os.cpu_count() or 1
 
 
+def default_compile():
+    """``"auto"`` unless ``SPIKE_COMPILE`` says ``0``/``1``/``auto``."""
+    env = os.environ.get("SPIKE_COMPILE", "auto").strip().lower()
+    if env in ("1", "true", "yes", "on"):
+        return True
+    if env in ("0", "false", "no", "off"):
+        return False
+    return "auto"
+
+
 class Simulator:
     """Run a Nengo model on worker processes, with the results of `nengo.Simulator`.
 
@@ -62,6 +72,18 @@ class Simulator:
         ``{nengo_object: worker_index}`` to place objects by hand (a Network places
         all its objects; ``"client"`` keeps an object in this process). Objects that
         are not named are placed by Spike.
+    compile : bool or "auto", optional
+        Compile each worker's step with PyTensor (Numba). ``"auto"`` (default)
+        compiles a worker's share when it holds at least
+        `spike.compiler.COMPILE_MIN_NEURONS` neurons. Operators without a compiled
+        form (Python functions, noise processes) run in Python between compiled
+        parts. The ``SPIKE_COMPILE`` environment variable (``0``/``1``/``auto``)
+        sets the default.
+    dtype : str, optional
+        ``"float64"`` (default, same results as nengo) or ``"float32"``: compiled
+        products hold their matrices in float32, halving the memory they read
+        per step; state stays float64. Results then differ from nengo's by float32
+        rounding.
 
     Attributes
     ----------
@@ -85,11 +107,25 @@ class Simulator:
         optimize=True,
         workers=None,
         assignments=None,
+        compile=None,
+        dtype="float64",
     ):
         self.closed = True  # until construction succeeds
         self._session = None
         self.progress_bar = progress_bar
         self.optimize = optimize
+        self.compile = default_compile() if compile is None else compile
+        if self.compile not in (True, False, "auto"):
+            raise ValidationError(
+                f"must be True, False or 'auto' (got {self.compile!r})",
+                attr="compile",
+                obj=self,
+            )
+        if np.dtype(dtype) not in (np.float64, np.float32):
+            raise ValidationError(
+                f"must be 'float64' or 'float32' (got {dtype!r})", attr="dtype", obj=self
+            )
+        self.dtype = np.dtype(dtype).name
         self.n_workers = default_workers() if workers is None else int(workers)
         if self.n_workers < 1:
             raise ValidationError("must be at least 1", attr="workers", obj=self)
@@ -110,6 +146,7 @@ class Simulator:
                 plans = make_plans(
                     self.model, self.partition, peers, self.n_workers + 1,
                     order=self._step_order, optimize=optimize,
+                    compile=self.compile, matrix_dtype=self.dtype,
                 )
             with progress.next_stage("Starting workers", "Start-up"):
                 self._session = Session(
@@ -151,6 +188,8 @@ class Simulator:
             "seed": self.seed,
             "progress_bar": self.progress_bar,
             "optimize": self.optimize,
+            "compile": self.compile,
+            "dtype": self.dtype,
             "workers": self.n_workers,
             "closed": self.closed,
         }
@@ -164,6 +203,8 @@ class Simulator:
             progress_bar=state["progress_bar"],
             optimize=state["optimize"],
             workers=state["workers"],
+            compile=state["compile"],
+            dtype=state["dtype"],
         )
         if state["signals"]:
             self._session.restore(state["signals"], state["n_steps"])

@@ -1,0 +1,62 @@
+"""Compiling each peer's step with PyTensor (Numba backend).
+
+`Program` turns a peer's operators into compiled segments and Python operators;
+`Arena` holds the mutable signals the compiled code updates in place;
+`decide` chooses whether compiling pays for a peer. See ``README.md`` ("Compiled
+workers") for the cache and the ``compile=`` / ``dtype=`` options.
+"""
+
+from .cache import available, cache_dir, clear_cache, load_pytensor
+from .segment import Segment
+from .symbolic import Arena, NotLowerable
+
+COMPILE_MIN_NEURONS = 2000
+"""With ``compile="auto"``, a peer compiles if it simulates at least this many
+neurons: below that a step takes tens of microseconds in numpy and the compiler's
+fixed cost (about a second with a warm cache) is not won back in a short run."""
+
+
+def Program(*args, **kwargs):
+    """Make a `spike.compiler.program.Program` (imports PyTensor, configured)."""
+    load_pytensor()
+    from .program import Program
+
+    return Program(*args, **kwargs)
+
+
+def count_neurons(ops):
+    from nengo.builder.neurons import SimNeurons
+
+    return sum(op.J.size for op in ops if isinstance(op, SimNeurons))
+
+
+def decide(mode, ops):
+    """Whether a peer with operators ``ops`` compiles, for ``compile=mode``."""
+    if mode is False or mode is None:
+        return False
+    if mode == "auto":
+        return count_neurons(ops) >= COMPILE_MIN_NEURONS and available()
+    if mode is True:
+        if not available():
+            from ..exceptions import UnsupportedError
+
+            raise UnsupportedError(
+                "compile=True needs PyTensor and Numba (pip install pytensor)"
+            )
+        return True
+    raise ValueError(f"compile must be True, False or 'auto', not {mode!r}")
+
+
+__all__ = [
+    "Arena",
+    "COMPILE_MIN_NEURONS",
+    "NotLowerable",
+    "Program",
+    "Segment",
+    "available",
+    "cache_dir",
+    "clear_cache",
+    "count_neurons",
+    "decide",
+    "load_pytensor",
+]

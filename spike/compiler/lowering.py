@@ -1,0 +1,298 @@
+"""Operators as symbolic updates: one lowering function per operator type.
+
+Like nengo's ``Builder``, lowerings are registered per exact operator type
+(``@Lowering.register(DotInc)``). Each takes ``(op, signals, dt)`` — ``signals`` a
+`SymbolicSignals` — and mirrors the operator's ``make_step`` arithmetic, operation
+for operation, so compiled and numpy steps agree to rounding (bit for bit where the
+same libm functions and the same summation order are used). A lowering that cannot
+handle a particular use raises `NotLowerable`, and the operator runs in Python.
+"""
+
+import numpy as np
+from nengo.builder.learning_rules import SimBCM, SimOja, SimPES, SimVoja
+from nengo.builder.neurons import SimNeurons
+from nengo.builder.operator import (
+    BsrDotInc,
+    Copy,
+    DotInc,
+    ElementwiseInc,
+    Reset,
+    SparseDotInc,
+    TimeUpdate,
+)
+from nengo.builder.probe import SimProbe
+from nengo.builder.processes import SimProcess
+from nengo.synapses import Alpha, LinearFilter, Lowpass
+
+from .kernels import BsrMatVec
+from .neurons import lower_neurons
+from .symbolic import NotLowerable
+
+
+class Lowering:
+    """Registry of lowering functions, by exact operator type."""
+
+    functions = {}
+
+    @classmethod
+    def register(cls, op_type):
+        def register(function):
+            cls.functions[op_type] = function
+            return function
+
+        return register
+
+    @classmethod
+    def supports(cls, op):
+        return type(op) in cls.functions
+
+    @classmethod
+    def lower(cls, op, signals, dt):
+        function = cls.functions.get(type(op))
+        if function is None:
+            raise NotLowerable(f"no compiled form of {type(op).__name__}")
+        function(op, signals, dt)
+
+
+def _index(index):
+    return Ellipsis if index is None else index
+
+
+@Lowering.register(SimProbe)
+def lower_sim_probe(op, signals, dt):
+    """Nothing to do: probes are read after the step."""
+
+
+@Lowering.register(TimeUpdate)
+def lower_time_update(op, signals, dt):
+    step = signals.read(op.step) + 1
+    signals.write(op.step, step)
+    signals.write(op.time, step * dt)
+
+
+@Lowering.register(Reset)
+def lower_reset(op, signals, dt):
+    value = np.asarray(op.value, dtype=op.dst.dtype)
+    if value.size > 1 and np.any(value != value.reshape(-1)[0]):
+        signals.write(op.dst, signals.constant(value))
+    else:
+        fill = value.reshape(-1)[0] if value.size else 0
+        signals.write(op.dst, signals.pt.full(op.dst.shape, fill, dtype=op.dst.dtype))
+
+
+@Lowering.register(Copy)
+def lower_copy(op, signals, dt):
+    src = signals.read(op.src, index=op.src_slice, copy=True)
+    dst_index = op.dst_slice
+    if dst_index is not None and not isinstance(dst_index, slice):
+        dst_index = np.asarray(dst_index)
+        if dst_index.dtype.kind == "b":
+            raise NotLowerable("boolean dst_slice")
+        dst_index = np.where(dst_index < 0, dst_index + op.dst.shape[0], dst_index)
+        if not op.inc and len(np.unique(dst_index)) < len(dst_index):
+            raise NotLowerable("repeated indices in a set")
+    signals.write(op.dst, src, index=dst_index, inc=op.inc)
+
+
+@Lowering.register(ElementwiseInc)
+def lower_elementwise_inc(op, signals, dt):
+    product = signals.read(op.A) * signals.read(op.X)
+    signals.write(op.Y, product, inc=True)
+
+
+def _product_operands(op, signals):
+    """``(A, X)`` in the dtype products are computed in."""
+    A = signals.read(op.A, dtype=signals.matrix_dtype if op.A.size > 1 else None)
+    X = signals.read(op.X)
+    if A.dtype != X.dtype:
+        X = signals.pt.cast(X, A.dtype)
+    return A, X
+
+
+def _accumulate(op, signals, product):
+    if product.dtype != op.Y.dtype:
+        product = signals.pt.cast(product, str(op.Y.dtype))
+    if getattr(op, "reshape", False):
+        product = product.reshape(op.Y.shape)
+    signals.write(op.Y, product, inc=True)
+
+
+@Lowering.register(DotInc)
+def lower_dot_inc(op, signals, dt):
+    if op.A.ndim == 0 or op.X.ndim == 0:
+        product = signals.read(op.A) * signals.read(op.X)
+    else:
+        A, X = _product_operands(op, signals)
+        product = signals.pt.dot(A, X)
+    _accumulate(op, signals, product)
+
+
+@Lowering.register(SparseDotInc)
+def lower_sparse_dot_inc(op, signals, dt):
+    """CSR product, summed row by row in stored order as scipy does."""
+    if op.X.ndim != 1:
+        raise NotLowerable("sparse product with a matrix")
+    pt = signals.pt
+    data, indices, indptr, shape = signals.sparse_matrix(op.A)
+    X = signals.read(op.X)
+    if data.dtype != X.dtype:
+        X = pt.cast(X, data.dtype)
+    rows = np.repeat(np.arange(shape[0]), np.diff(indptr))
+    terms = data * X[signals.index_input(indices)]
+    product = pt.inc_subtensor(
+        pt.zeros(shape[0], dtype=data.dtype)[signals.index_input(rows)], terms
+    )
+    _accumulate(op, signals, product)
+
+
+@Lowering.register(BsrDotInc)
+def lower_bsr_dot_inc(op, signals, dt):
+    """Block-sparse product: each stored block times its slice of X, summed per block row."""
+    if op.X.ndim != 1 or op.A.ndim != 3:
+        raise NotLowerable("block-sparse product of this shape")
+    pt = signals.pt
+    A = signals.read(op.A, dtype=signals.matrix_dtype)
+    product = BsrMatVec()(
+        A,
+        signals.read(op.X),
+        signals.index_input(op.indptr),
+        signals.index_input(op.indices),
+    )
+    _accumulate(op, signals, product)
+
+
+@Lowering.register(SimNeurons)
+def lower_sim_neurons(op, signals, dt):
+    if op.state_extra:
+        raise NotLowerable("neurons with their own random state")
+    lower_neurons(op, signals, dt)
+
+
+LINEAR_FILTERS = (LinearFilter, Lowpass, Alpha)
+
+
+@Lowering.register(SimProcess)
+def lower_sim_process(op, signals, dt):
+    process = op.process
+    if type(process) not in LINEAR_FILTERS or op.input is None:
+        raise NotLowerable(f"{type(process).__name__} runs in Python")
+    if op.output.ndim != 1:
+        raise NotLowerable("linear filter on a matrix signal")
+    pt = signals.pt
+    A, B, C, D = process._get_ss(dt)
+    X_sig = op.state["X"]
+    u = signals.read(op.input)
+    step = LinearFilter
+    if step.NoX.check(A, B, C, D, X_sig.initial_value):
+        y = D.item() * u
+    elif step.OneX.check(A, B, C, D, X_sig.initial_value):
+        a = A.item()
+        b = C.item() * B.item()
+        X = signals.read(X_sig) * a + b * u
+        signals.write(X_sig, X)
+        y = X[0]
+    elif step.NoD.check(A, B, C, D, X_sig.initial_value):
+        A, B, C = (signals.constant(M) for M in (A, B.reshape((-1, 1)), C))
+        X = pt.dot(A, signals.read(X_sig)) + B * u
+        signals.write(X_sig, X)
+        y = pt.dot(C, X)[0]
+    else:
+        A, B, C = (signals.constant(M) for M in (A, B.reshape((-1, 1)), C))
+        X = signals.read(X_sig)
+        y = pt.dot(C, X)[0] + D.item() * u
+        signals.write(X_sig, pt.dot(A, X) + B * u)
+    signals.write(op.output, y, inc=op.mode == "inc")
+
+
+def one_x_filter(op, dt):
+    """``(a, b)`` if ``op`` is a one-state linear filter (nengo's ``OneX`` step) on
+    a vector, else None: ``X = X * a + b * u; y = X[0]``."""
+    process = op.process
+    if type(process) not in LINEAR_FILTERS or op.input is None or op.output.ndim != 1:
+        return None
+    A, B, C, D = process._get_ss(dt)
+    X = op.state["X"].initial_value
+    if LinearFilter.NoX.check(A, B, C, D, X) or not LinearFilter.OneX.check(A, B, C, D, X):
+        return None
+    return A.item(), C.item() * B.item()
+
+
+def lower_one_x_filters(ops, signals, dt):
+    """Many one-state filters as one gather, one multiply-add and two scatters.
+
+    Same arithmetic per element as nengo's ``OneX`` step (``X * a + b * u``). The
+    caller guarantees no operator reads what an earlier one in ``ops`` writes.
+    """
+    parts = {"u": [], "X": [], "y": [], "a": [], "b": []}
+    for op in ops:
+        a, b = one_x_filter(op, dt)
+        n = op.output.size
+        parts["u"].append(signals.arena_positions(op.input))
+        parts["X"].append(signals.arena_positions(op.state["X"]))
+        parts["y"].append(signals.arena_positions(op.output))
+        parts["a"].append(np.full(n, a))
+        parts["b"].append(np.full(n, b))
+    u = signals.gather(np.concatenate(parts["u"]))
+    X_pos = np.concatenate(parts["X"])
+    X = signals.gather(X_pos) * signals.constant(np.concatenate(parts["a"])) + (
+        signals.constant(np.concatenate(parts["b"])) * u
+    )
+    signals.scatter(X_pos, X)
+    signals.scatter(np.concatenate(parts["y"]), X, inc=ops[0].mode == "inc")
+
+
+def batchable_filter(op, signals, dt):
+    """Key under which ``op`` batches with like operators, or None."""
+    if not isinstance(op, SimProcess) or one_x_filter(op, dt) is None:
+        return None
+    sigs = (op.input, op.state["X"], op.output)
+    if any(signals.arena_positions(sig) is None for sig in sigs):
+        return None
+    return ("one_x", op.mode == "inc")
+
+
+@Lowering.register(SimPES)
+def lower_sim_pes(op, signals, dt):
+    pre = signals.read(op.pre_filtered)
+    error = signals.read(op.error)
+    alpha = -op.learning_rate * dt / op.pre_filtered.shape[0]
+    signals.write(op.delta, pt_outer(signals, alpha * error, pre))
+
+
+@Lowering.register(SimBCM)
+def lower_sim_bcm(op, signals, dt):
+    pre = signals.read(op.pre_filtered)
+    post = signals.read(op.post_filtered)
+    theta = signals.read(op.theta)
+    alpha = op.learning_rate * dt
+    signals.write(op.delta, pt_outer(signals, alpha * post * (post - theta), pre))
+
+
+@Lowering.register(SimOja)
+def lower_sim_oja(op, signals, dt):
+    weights = signals.read(op.weights)
+    pre = signals.read(op.pre_filtered)
+    post = signals.read(op.post_filtered)
+    alpha = op.learning_rate * dt
+    post_squared = alpha * post * post
+    delta = -op.beta * weights * post_squared[:, None]
+    signals.write(op.delta, delta + pt_outer(signals, alpha * post, pre))
+
+
+@Lowering.register(SimVoja)
+def lower_sim_voja(op, signals, dt):
+    pre = signals.read(op.pre_decoded)
+    post = signals.read(op.post_filtered)
+    encoders = signals.read(op.scaled_encoders)
+    learning = signals.read(op.learning_signal)
+    alpha = op.learning_rate * dt
+    scale = op.scale[:, np.newaxis]
+    delta = (alpha * learning) * (
+        scale * pt_outer(signals, post, pre) - post[:, None] * encoders
+    )
+    signals.write(op.delta, delta)
+
+
+def pt_outer(signals, a, b):
+    """``np.outer(a, b)``: every product computed once, as numpy does."""
+    return a[:, None] * b[None, :]

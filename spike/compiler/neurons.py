@@ -1,0 +1,143 @@
+"""Neuron updates as symbolic expressions, one function per built-in neuron type.
+
+Each mirrors the type's ``step`` in ``nengo/neurons.py`` operation for operation.
+Where nengo computes something only for some neurons (``log1p`` for the neurons
+that spiked), the compiled form computes it for all but feeds the others a harmless
+argument, and selects with ``switch``. Types are matched exactly: a user subclass
+may override ``step``, so it runs in Python.
+"""
+
+import nengo.neurons as nn
+
+from .kernels import LIFStep
+from .symbolic import NotLowerable
+
+NEURON_LOWERINGS = {}
+
+
+def lowers(neuron_type):
+    def register(function):
+        NEURON_LOWERINGS[neuron_type] = function
+        return function
+
+    return register
+
+
+def lower_neurons(op, signals, dt):
+    """Lower a ``SimNeurons`` operator."""
+    function = NEURON_LOWERINGS.get(type(op.neurons))
+    if function is None:
+        raise NotLowerable(f"no compiled form of {type(op.neurons).__name__} neurons")
+    if op.J.ndim != 1:
+        raise NotLowerable("neurons on a matrix signal")
+    J = signals.read(op.J)
+    state = {name: signals.read(sig) for name, sig in op.state.items()}
+    output, new_state = function(signals.pt, op.neurons, dt, J, **state)
+    signals.write(op.output, output)
+    for name, value in new_state.items():
+        signals.write(op.state[name], value)
+
+
+@lowers(nn.RectifiedLinear)
+def rectified_linear(pt, neurons, dt, J):
+    return neurons.amplitude * pt.maximum(0.0, J), {}
+
+
+@lowers(nn.SpikingRectifiedLinear)
+def spiking_rectified_linear(pt, neurons, dt, J, voltage):
+    voltage = voltage + pt.maximum(J, 0) * dt
+    n_spikes = pt.floor(voltage)
+    output = (neurons.amplitude / dt) * n_spikes
+    return output, {"voltage": voltage - n_spikes}
+
+
+@lowers(nn.Sigmoid)
+def sigmoid(pt, neurons, dt, J):
+    return (1.0 / neurons.tau_ref) / (1 + pt.exp(-J)), {}
+
+
+@lowers(nn.Tanh)
+def tanh(pt, neurons, dt, J):
+    return (1.0 / neurons.tau_ref) * pt.tanh(J), {}
+
+
+def _lif_rate(pt, neurons, J):
+    j = J - 1
+    positive = j > 0
+    safe_j = pt.switch(positive, j, 1.0)
+    rate = neurons.amplitude / (neurons.tau_ref + neurons.tau_rc * pt.log1p(1.0 / safe_j))
+    return pt.switch(positive, rate, 0.0)
+
+
+@lowers(nn.LIFRate)
+def lif_rate(pt, neurons, dt, J):
+    return _lif_rate(pt, neurons, J), {}
+
+
+def _lif(pt, neurons, dt, J, voltage, refractory_time):
+    step = LIFStep(dt, neurons.tau_rc, neurons.tau_ref, neurons.min_voltage, neurons.amplitude)
+    return step(J, voltage, refractory_time)
+
+
+def _lif_elementwise(pt, neurons, dt, J, voltage, refractory_time):
+    """`_lif` as a PyTensor elementwise graph (computes both branches everywhere)."""
+    tau_rc = neurons.tau_rc
+    refractory_time = refractory_time - dt
+    delta_t = pt.clip(dt - refractory_time, 0, dt)
+    voltage = voltage - (J - voltage) * pt.expm1(-delta_t / tau_rc)
+    spiked = voltage > 1
+    output = spiked * (neurons.amplitude / dt)
+    ratio = pt.switch(spiked, -(voltage - 1) / (J - 1), 0.0)
+    t_spike = dt + tau_rc * pt.log1p(ratio)
+    voltage = pt.switch(voltage < neurons.min_voltage, neurons.min_voltage, voltage)
+    voltage = pt.switch(spiked, 0.0, voltage)
+    refractory_time = pt.switch(spiked, neurons.tau_ref + t_spike, refractory_time)
+    return output, voltage, refractory_time
+
+
+@lowers(nn.LIF)
+def lif(pt, neurons, dt, J, voltage, refractory_time):
+    output, voltage, refractory_time = _lif(pt, neurons, dt, J, voltage, refractory_time)
+    return output, {"voltage": voltage, "refractory_time": refractory_time}
+
+
+@lowers(nn.AdaptiveLIFRate)
+def adaptive_lif_rate(pt, neurons, dt, J, adaptation):
+    output = _lif_rate(pt, neurons, J - adaptation)
+    n = adaptation + (dt / neurons.tau_n) * (neurons.inc_n * output - adaptation)
+    return output, {"adaptation": n}
+
+
+@lowers(nn.AdaptiveLIF)
+def adaptive_lif(pt, neurons, dt, J, voltage, refractory_time, adaptation):
+    output, voltage, refractory_time = _lif(
+        pt, neurons, dt, J - adaptation, voltage, refractory_time
+    )
+    n = adaptation + (dt / neurons.tau_n) * (neurons.inc_n * output - adaptation)
+    return output, {
+        "voltage": voltage,
+        "refractory_time": refractory_time,
+        "adaptation": n,
+    }
+
+
+@lowers(nn.Izhikevich)
+def izhikevich(pt, neurons, dt, J, voltage, recovery):
+    J = pt.maximum(-30.0, J)
+    dV = (0.04 * voltage**2 + 5 * voltage + 140 - recovery + J) * 1000
+    voltage = voltage + dV * dt
+    spiked = voltage >= 30
+    output = spiked / dt
+    voltage = pt.switch(spiked, neurons.reset_voltage, voltage)
+    dU = (neurons.tau_recovery * (neurons.coupling * voltage - recovery)) * 1000
+    recovery = recovery + dU * dt
+    recovery = pt.switch(spiked, recovery + neurons.reset_recovery, recovery)
+    return output, {"voltage": voltage, "recovery": recovery}
+
+
+@lowers(nn.RegularSpiking)
+def regular_spiking(pt, neurons, dt, J, voltage):
+    voltage = voltage + dt * J
+    n_spikes = pt.floor(voltage)
+    output = (neurons.amplitude / dt) * n_spikes
+    return output, {"voltage": voltage - n_spikes}

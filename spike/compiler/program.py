@@ -1,0 +1,166 @@
+"""A peer's step as compiled segments and Python operators, in the reference order.
+
+`Program` walks the peer's operators in step order. Runs of operators that have a
+lowering (`spike.compiler.lowering`) become one `Segment`: one PyTensor function
+compiled with Numba. Operators without one (Python callables, processes that draw
+random numbers, user subclasses) run as nengo's own step functions between
+segments, reading and writing the same arrays.
+"""
+
+import logging
+import time
+import warnings
+
+import numpy as np
+from nengo.builder.neurons import SimNeurons
+
+from .cache import load_pytensor
+from .lowering import Lowering, batchable_filter, lower_one_x_filters
+from .segment import Segment
+from .symbolic import NotLowerable, SymbolicSignals
+
+logger = logging.getLogger("spike.compiler")
+
+
+class Program:
+    """The peer's operators grouped into compiled segments and Python operators.
+
+    Parameters
+    ----------
+    ops : list of Operator
+        The peer's operators, in step order.
+    arena : Arena
+        Bound to ``signals`` already.
+    signals : SignalDict
+        Initialised for every operator.
+    dt : float
+    matrix_dtype : str
+        ``"float64"`` or ``"float32"`` for the matrices of products.
+
+    Attributes
+    ----------
+    items : list
+        `Segment` objects and operator indices (ints, run in Python), in order.
+    n_compiled : int
+        Operators inside segments.
+    compile_time : float
+        Seconds spent building and compiling.
+    """
+
+    def __init__(self, ops, arena, signals, dt, matrix_dtype="float64"):
+        start = time.perf_counter()
+        self.items = []
+        self.n_compiled = 0
+        run = []
+        for i, op in enumerate(ops):
+            if Lowering.supports(op) and self._lowerable(op):
+                run.append(i)
+                continue
+            self._close_run(run, ops, arena, signals, dt, matrix_dtype)
+            run = []
+            self.items.append(i)
+        self._close_run(run, ops, arena, signals, dt, matrix_dtype)
+        self.compile_time = time.perf_counter() - start
+        python = sorted({type(ops[i]).__name__ for i in self.items if isinstance(i, int)})
+        logger.info(
+            "compiled %d of %d operators into %d segment(s) in %.2f s%s",
+            self.n_compiled,
+            len(ops),
+            sum(isinstance(item, Segment) for item in self.items),
+            self.compile_time,
+            f"; in Python: {', '.join(python)}" if python else "",
+        )
+
+    @staticmethod
+    def _lowerable(op):
+        # cheap checks first; the lowering itself has the last word
+        if isinstance(op, SimNeurons) and op.state_extra:
+            return False
+        return True
+
+    def _close_run(self, run, ops, arena, signals, dt, matrix_dtype):
+        while run:
+            segment, rest = self._compile(run, ops, arena, signals, dt, matrix_dtype)
+            if segment is not None:
+                self.items.append(segment)
+                self.n_compiled += len(segment.ops)
+            if rest:  # the operator that failed to lower runs in Python
+                self.items.append(rest[0])
+                rest = rest[1:]
+            run = rest
+
+    @staticmethod
+    def _batch(run, k, ops, symbolic, dt):
+        """The longest stretch of ``run`` from ``k`` that lowers as one batch.
+
+        Consecutive one-state filters (the synapses) batch when none reads an arena
+        position an earlier one in the batch writes.
+        """
+        key = batchable_filter(ops[run[k]], symbolic, dt)
+        if key is None:
+            return [run[k]]
+        batch = []
+        written = set()
+        for i in run[k:]:
+            op = ops[i]
+            if batchable_filter(op, symbolic, dt) != key:
+                break
+            reads = symbolic.arena_positions(op.input)
+            if written.intersection(reads.tolist()):
+                break
+            batch.append(i)
+            for sig in (op.state["X"], op.output):
+                written.update(symbolic.arena_positions(sig).tolist())
+        return batch
+
+    def _compile(self, run, ops, arena, signals, dt, matrix_dtype):
+        """Lower as much of ``run`` as possible; return (segment, unlowered rest)."""
+        pytensor = load_pytensor()
+        symbolic = SymbolicSignals(arena, signals, matrix_dtype)
+        lowered = []
+        rest = []
+        k = 0
+        while k < len(run):
+            batch = self._batch(run, k, ops, symbolic, dt)
+            if len(batch) > 1:
+                lower_one_x_filters([ops[i] for i in batch], symbolic, dt)
+                lowered.extend(batch)
+                k += len(batch)
+                continue
+            i = run[k]
+            snapshot = symbolic.snapshot()
+            try:
+                Lowering.lower(ops[i], symbolic, dt)
+            except (NotLowerable, TypeError, ValueError) as exc:
+                logger.debug("%s runs in Python: %s", ops[i], exc)
+                symbolic.restore(snapshot)
+                rest = run[k:]
+                break
+            lowered.append(i)
+            k += 1
+        if not lowered:
+            return None, rest
+        inputs, outputs, arrays, loose = symbolic.function_io()
+        In, Out = pytensor.In, pytensor.Out
+        n_constants = len(inputs) - 1 - len(loose)
+        function = pytensor.function(
+            [In(inputs[0], mutable=True, borrow=True)]
+            + [In(v, borrow=True) for v in inputs[1 : 1 + n_constants]]
+            + [In(v, mutable=True, borrow=True) for v in inputs[1 + n_constants :]],
+            [Out(v, borrow=True) for v in outputs],
+            on_unused_input="ignore",
+            accept_inplace=True,
+        )
+        function.trust_input = True
+        # the first call compiles (Numba is lazy): do it now, on copies, so a run
+        # starts at full speed; Numba's performance hints are for us, not the user
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            function(*[np.array(a, copy=True) for a in arrays])
+        for warning in caught:
+            logger.debug("while compiling: %s", warning.message)
+        loose_arrays = [signals[base].reshape(-1) for base in loose]
+        segment = Segment(
+            [ops[i] for i in lowered], lowered, function, arrays, loose_arrays, arena.data
+        )
+        return segment, rest

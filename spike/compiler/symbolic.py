@@ -1,0 +1,313 @@
+"""Signals as symbolic values while a run of operators is lowered to one graph.
+
+A compiled segment is one PyTensor function. Its state lives in numpy arrays the
+rest of Spike shares (routes pack from them, probes copy them, Python operators
+write them):
+
+* the **arena**: one float64 vector holding every mutable float64 base signal of
+  the peer (see `Arena`); it is the function's first input and first output, marked
+  mutable so PyTensor can update it in place;
+* **constants**: read-only bases (encoders, decoders, biases), passed as inputs
+  each call (never copied, never baked into the graph, so the compiled code does
+  not depend on their values and is reused across seeds and models of one shape);
+* **loose** bases: mutable ones that are not float64 (the step counter), passed in
+  and returned one by one.
+
+`SymbolicSignals` gives operators ``read(signal)`` and ``write(signal, value)``
+with nengo's view semantics (a view reads and writes its base's elements), applied
+in operator order, so the graph computes exactly what the sequence of numpy steps
+computes.
+"""
+
+import numpy as np
+from nengo.builder.signal import Signal
+
+from .cache import load_pytensor
+
+
+SMALL_CONSTANT = 1
+"""Arrays up to this size are constants of the graph; larger ones are inputs (Numba
+cannot cache a function that holds arrays as globals)."""
+
+
+class NotLowerable(Exception):
+    """This operator (or this use of it) has no compiled form; run it in Python."""
+
+
+class Arena:
+    """One float64 vector backing the peer's mutable float64 base signals.
+
+    Parameters
+    ----------
+    bases : iterable of Signal
+        Candidate base signals; the mutable, dense float64 ones are placed.
+    """
+
+    dtype = np.dtype(np.float64)
+
+    def __init__(self, bases):
+        self.offsets = {}
+        size = 0
+        for base in bases:
+            if base in self.offsets or not self.holds(base):
+                continue
+            self.offsets[base] = size
+            size += base.size
+        self.data = np.zeros(size, dtype=self.dtype)
+
+    @classmethod
+    def holds(cls, base):
+        return (
+            not base.readonly
+            and not base.sparse
+            and base.dtype == cls.dtype
+            and base.initial_value.flags.c_contiguous
+        )
+
+    def bind(self, signals):
+        """Make ``signals`` (a SignalDict) use arena memory for the placed bases."""
+        for base, offset in self.offsets.items():
+            if dict.__contains__(signals, base):
+                raise ValueError(f"{base} was initialised before the arena")
+            view = self.data[offset : offset + base.size].reshape(base.shape)
+            view[...] = base.initial_value
+            dict.__setitem__(signals, base, view)
+
+
+def memory_positions(sig):
+    """Positions (in the base's memory order) of ``sig``'s elements, shaped like it."""
+    base = sig.base
+    positions = np.arange(base.size, dtype=np.int64)
+    if sig.base is sig:
+        strides = tuple(s // sig.itemsize for s in sig.strides)
+        offset = 0
+    else:
+        strides = sig.elemstrides
+        offset = sig.elemoffset
+    return np.lib.stride_tricks.as_strided(
+        positions[offset:], shape=sig.shape, strides=tuple(s * 8 for s in strides)
+    ).copy()
+
+
+def contiguous_range(positions):
+    """``(start, stop, transposed)`` if positions are one contiguous run, else None.
+
+    ``transposed`` is True for a 2-D block stored column-major (a transposed view).
+    """
+    if positions.size == 0:
+        return None
+    flat = positions.reshape(-1)
+    start = int(flat[0])
+    stop = start + flat.size
+    if np.array_equal(flat, np.arange(start, stop)):
+        return start, stop, False
+    if positions.ndim == 2:
+        flat_t = positions.T.reshape(-1)
+        start = int(flat_t[0])
+        if np.array_equal(flat_t, np.arange(start, start + flat_t.size)):
+            return start, start + flat_t.size, True
+    return None
+
+
+class SymbolicSignals:
+    """Current symbolic value of every signal a segment touches.
+
+    Parameters
+    ----------
+    arena : Arena
+    signals : SignalDict
+        The live arrays (read-only bases are passed to the function from here).
+    matrix_dtype : numpy dtype
+        dtype matrices of products are held in (float32 halves their traffic).
+    """
+
+    def __init__(self, arena, signals, matrix_dtype=np.float64):
+        pytensor = load_pytensor()
+        self.pt = pytensor.tensor
+        self.arena = arena
+        self.signals = signals
+        self.matrix_dtype = np.dtype(matrix_dtype)
+        self.arena_in = self.pt.vector("arena", dtype="float64", shape=(arena.data.size,))
+        self.arena_now = self.arena_in
+        self.constant_inputs = {}  # (base, dtype) -> (variable, flat array)
+        self.loose_inputs = {}  # base -> variable
+        self.loose_now = {}  # base -> current symbolic flat value
+
+    # -- where a signal lives ------------------------------------------------
+
+    def _container(self, base, dtype=None):
+        """The symbolic flat vector holding ``base`` (memory order) and its offset."""
+        if base in self.arena.offsets:
+            return self.arena_now, self.arena.offsets[base]
+        if base.sparse:
+            raise NotLowerable(f"sparse signal {base} read as dense")
+        if base.readonly:
+            dtype = np.dtype(base.dtype if dtype is None else dtype)
+            key = (base, dtype)
+            if key not in self.constant_inputs:
+                value = self.signals[base]
+                flat = np.ravel(value, order="K")
+                if not np.shares_memory(flat, value) and flat.size > 1:
+                    raise NotLowerable(f"{base} is not contiguous in memory")
+                if dtype != flat.dtype:
+                    flat = flat.astype(dtype)
+                var = self.pt.vector(f"const{len(self.constant_inputs)}", dtype=str(dtype), shape=(flat.size,))
+                self.constant_inputs[key] = (var, flat)
+            return self.constant_inputs[key][0], 0
+        if base.dtype.kind not in "fiu":
+            raise NotLowerable(f"signal {base} of dtype {base.dtype}")
+        if base not in self.loose_inputs:
+            value = self.signals[base]
+            if not value.flags.c_contiguous:
+                raise NotLowerable(f"{base} is not contiguous in memory")
+            var = self.pt.vector(f"loose{len(self.loose_inputs)}", dtype=str(base.dtype), shape=(base.size,))
+            self.loose_inputs[base] = var
+            self.loose_now[base] = var
+        return self.loose_now[base], 0
+
+    def _store(self, base, flat):
+        if base in self.arena.offsets:
+            self.arena_now = flat
+        else:
+            self.loose_now[base] = flat
+
+    # -- reading and writing -------------------------------------------------
+
+    def read(self, sig, index=None, dtype=None, copy=False):
+        """Symbolic current value of ``sig`` (optionally ``sig[index]``).
+
+        With ``copy=True`` the value is gathered into new memory rather than
+        viewed: needed when it is written back into the same state (an in-place
+        write cannot read what it overwrites, and PyTensor would otherwise copy
+        the whole arena to keep it safe).
+        """
+        if not isinstance(sig, Signal):
+            raise NotLowerable(f"not a signal: {sig!r}")
+        container, offset = self._container(sig.base, dtype)
+        positions = memory_positions(sig)
+        if index is not None:
+            positions = positions[index]
+        run = contiguous_range(positions)
+        if positions.ndim == 0:
+            return container[offset + int(positions)]
+        if copy:
+            from pytensor.compile.ops import deep_copy_op
+
+            return deep_copy_op(self.read(sig, index=index, dtype=dtype))
+        if run is not None:
+            start, stop, transposed = run
+            block = container[offset + start : offset + stop]
+            if transposed:
+                return block.reshape(positions.shape[::-1]).T
+            return block.reshape(positions.shape)
+        return container[self.index_input(offset + positions)]
+
+    def write(self, sig, value, index=None, inc=False):
+        """Set (or increment) ``sig`` (or ``sig[index]``) to ``value``."""
+        if sig.readonly:
+            raise NotLowerable(f"write to read-only {sig}")
+        pt = self.pt
+        base = sig.base
+        container, offset = self._container(base)
+        positions = memory_positions(sig)
+        if index is not None:
+            positions = positions[index]
+        value = pt.as_tensor_variable(value)
+        if value.dtype != base.dtype:
+            value = pt.cast(value, str(base.dtype))
+        if positions.ndim == 0:
+            target = container[offset + int(positions)]
+            value = value.reshape(())
+        else:
+            if value.ndim != positions.ndim or value.type.shape != positions.shape:
+                value = pt.broadcast_to(value, positions.shape) if value.ndim <= positions.ndim else value.reshape(positions.shape)
+            run = contiguous_range(positions)
+            if run is not None and not run[2]:
+                target = container[offset + run[0] : offset + run[1]]
+                value = value.reshape((positions.size,))
+            else:
+                target = container[self.index_input(offset + positions)]
+        if inc:
+            flat = pt.inc_subtensor(target, value)
+        else:
+            flat = pt.set_subtensor(target, value)
+        self._store(base, flat)
+
+    def arena_positions(self, sig):
+        """Arena positions of ``sig``'s elements (flat), or None if not in the arena."""
+        if sig.base not in self.arena.offsets:
+            return None
+        return memory_positions(sig).reshape(-1) + self.arena.offsets[sig.base]
+
+    def gather(self, positions):
+        """Symbolic values at arena ``positions`` (one indexed read)."""
+        return self.arena_now[self.index_input(positions)]
+
+    def scatter(self, positions, value, inc=False):
+        """Set (or increment) arena ``positions`` to ``value`` (one indexed write)."""
+        target = self.arena_now[self.index_input(positions)]
+        pt = self.pt
+        self.arena_now = pt.inc_subtensor(target, value) if inc else pt.set_subtensor(target, value)
+
+    def constant(self, array):
+        """A numpy array as a function input (large constants in the graph would
+        stop Numba from caching the compiled code)."""
+        array = np.ascontiguousarray(array)
+        if array.size <= SMALL_CONSTANT:
+            return self.pt.constant(array.reshape(array.shape))
+        key = ("array", len(self.constant_inputs))
+        var = self.pt.tensor(
+            f"const{len(self.constant_inputs)}", dtype=str(array.dtype), shape=array.shape
+        )
+        self.constant_inputs[key] = (var, array)
+        return var
+
+    def index_input(self, indices):
+        """Integer indices as a function input (see `constant`)."""
+        return self.constant(np.asarray(indices, dtype=np.int64))
+
+    def sparse_matrix(self, sig):
+        """``(data variable, indices, indptr, shape)`` of a read-only CSR signal."""
+        if not (sig.sparse and sig.readonly and sig.base is sig):
+            raise NotLowerable(f"{sig} is not a read-only sparse matrix")
+        matrix = self.signals[sig]
+        if not hasattr(matrix, "tocsr"):
+            raise NotLowerable(f"{sig} is not a scipy sparse matrix")
+        csr = matrix.tocsr()
+        dtype = self.matrix_dtype if csr.data.dtype == np.float64 else csr.data.dtype
+        key = (sig, np.dtype(dtype))
+        if key not in self.constant_inputs:
+            data = np.ascontiguousarray(csr.data, dtype=dtype)
+            var = self.pt.vector(f"const{len(self.constant_inputs)}", dtype=str(data.dtype), shape=(data.size,))
+            self.constant_inputs[key] = (var, data)
+        return self.constant_inputs[key][0], csr.indices, csr.indptr, csr.shape
+
+    def snapshot(self):
+        return (
+            self.arena_now,
+            dict(self.constant_inputs),
+            dict(self.loose_inputs),
+            dict(self.loose_now),
+        )
+
+    def restore(self, snapshot):
+        self.arena_now = snapshot[0]
+        self.constant_inputs, self.loose_inputs, self.loose_now = (
+            dict(part) for part in snapshot[1:]
+        )
+
+    # -- the function's interface ------------------------------------------
+
+    def function_io(self):
+        """``(inputs, outputs, input arrays, loose bases)`` for the compiled function."""
+        inputs = [self.arena_in]  # function inputs; mutable ones are marked by Program
+        arrays = [self.arena.data]
+        for var, flat in self.constant_inputs.values():
+            inputs.append(var)
+            arrays.append(flat)
+        loose = list(self.loose_inputs)
+        for base in loose:
+            inputs.append(self.loose_inputs[base])
+            arrays.append(self.signals[base].reshape(-1))
+        outputs = [self.arena_now] + [self.loose_now[base] for base in loose]
+        return inputs, outputs, arrays, loose

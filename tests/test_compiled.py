@@ -1,0 +1,182 @@
+"""Compiled workers (PyTensor + Numba) give the reference's answers.
+
+The equivalence models of test_equivalence run again with ``compile=True``; other
+tests check, in this process, that the operators were really compiled (so a test
+cannot pass by falling back to Python), that each kernel matches nengo's numpy step
+bit for bit, and that the cache lives where Spike says.
+"""
+
+import nengo
+import numpy as np
+import pytest
+from conftest import assert_equivalent, run_reference, run_spike
+from models import MODELS, NEURON_TYPES, neuron_type_chain
+
+import spike
+from spike import compiler
+from spike.executor import Executor
+from spike.model import make_model
+from spike.partition import partition_model
+from spike.placement import place
+from spike.plan import make_plans
+
+pytestmark = pytest.mark.skipif(
+    not compiler.available(), reason="PyTensor/Numba not installed"
+)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_models_match_reference_compiled(name):
+    assert_equivalent(MODELS[name](seed=3), steps=200, workers=2, compile=True)
+
+
+@pytest.mark.parametrize("neuron_type", NEURON_TYPES, ids=lambda n: type(n).__name__)
+def test_neuron_types_match_reference_compiled(neuron_type):
+    net = neuron_type_chain(neuron_type, seed=5)
+    assert_equivalent(net, steps=200, workers=2, compile=True)
+
+
+def compiled_executor(net, optimize=True, matrix_dtype="float64"):
+    """The single worker's Executor for ``net``, built in this process."""
+    model = make_model(net, 0.001)
+    model.build(net)
+    partition = partition_model(model)
+    peers = place(partition, 1, None)
+    plans = make_plans(
+        model, partition, peers, 2, optimize=optimize, compile=True,
+        matrix_dtype=matrix_dtype,
+    )
+    return Executor(plans[1])
+
+
+def python_ops(executor):
+    return [
+        type(executor.plan.ops[item]).__name__
+        for item in executor.program.items
+        if isinstance(item, int)
+    ]
+
+
+@pytest.mark.parametrize("optimize", [True, False])
+def test_everything_but_noise_is_compiled(optimize):
+    """Synapses of every kind, neurons, products, copies, learning: all compiled."""
+    with nengo.Network(seed=2) as net:
+        stim = nengo.Node(nengo.processes.WhiteSignal(1.0, high=5, seed=1), size_out=2)
+        a = nengo.Ensemble(100, 2)
+        b = nengo.Ensemble(80, 2, neuron_type=nengo.AdaptiveLIF())
+        c = nengo.Ensemble(60, 2, neuron_type=nengo.Izhikevich())
+        nengo.Connection(stim, a)
+        nengo.Connection(a, b, synapse=nengo.Alpha(0.01))
+        nengo.Connection(b, c, synapse=nengo.LinearFilter([1], [0.001, 0.05, 1]))
+        nengo.Connection(a, c, synapse=None, transform=0.5)
+        conn = nengo.Connection(
+            a, b, learning_rule_type=nengo.PES(), function=lambda x: [0, 0]
+        )
+        nengo.Connection(c, conn.learning_rule)
+        nengo.Probe(b, synapse=0.01)
+    executor = compiled_executor(net, optimize=optimize)
+    assert executor.program.n_compiled > 0
+    assert set(python_ops(executor)) == {"SimProcess"}  # the WhiteSignal only
+    assert_equivalent(net, steps=200, workers=1, compile=True, optimize=optimize)
+
+
+def test_lif_kernel_is_bit_exact():
+    """Spiking is decided by the last bit: the LIF kernel must match numpy's step."""
+    with nengo.Network(seed=4) as net:
+        stim = nengo.Node(nengo.processes.WhiteSignal(1.0, high=8, seed=2), size_out=3)
+        ens = nengo.Ensemble(3000, 3)
+        nengo.Connection(stim, ens)
+        nengo.Probe(ens.neurons, "voltage")
+        nengo.Probe(ens.neurons)
+        nengo.Probe(ens, synapse=0.01)
+    ref = run_reference(net, 300)
+    sim = run_spike(net, 300, workers=1, compile=True)
+    for probe in net.all_probes:
+        np.testing.assert_array_equal(sim.data[probe], ref.data[probe], err_msg=str(probe))
+
+
+def test_sparse_transform_compiled():
+    scipy_sparse = pytest.importorskip("scipy.sparse")
+    with nengo.Network(seed=6) as net:
+        stim = nengo.Node(np.sin)
+        a = nengo.Ensemble(50, 1)
+        b = nengo.Ensemble(40, 1)
+        nengo.Connection(stim, a)
+        matrix = scipy_sparse.random(40, 50, density=0.2, random_state=1, format="csr")
+        nengo.Connection(
+            a.neurons, b.neurons, transform=nengo.transforms.Sparse((40, 50), init=matrix)
+        )
+        nengo.Probe(b.neurons)
+        nengo.Probe(b, synapse=0.01)
+    executor = compiled_executor(net)
+    assert "SparseDotInc" not in python_ops(executor)
+    assert_equivalent(net, steps=200, workers=2, compile=True)
+
+
+def test_float32_matrices_stay_close():
+    """``dtype="float32"`` halves matrix traffic and stays close to float64."""
+    with nengo.Network(seed=1) as net:
+        stim = nengo.Node(nengo.processes.WhiteSignal(1.0, high=3, seed=5), size_out=4)
+        a = nengo.Ensemble(400, 4)
+        b = nengo.Ensemble(400, 4)
+        nengo.Connection(stim, a)
+        nengo.Connection(a, b)
+        probe = nengo.Probe(b, synapse=0.03)
+    executor = compiled_executor(net, matrix_dtype="float32")
+    assert any(
+        flat.dtype == np.float32
+        for item in executor.program.items
+        if not isinstance(item, int)
+        for flat in item.arrays
+    )
+    ref = run_reference(net, 500)
+    sim = run_spike(net, 500, workers=2, compile=True, dtype="float32")
+    error = np.sqrt(np.mean((sim.data[probe] - ref.data[probe]) ** 2))
+    assert error < 0.05, error
+    assert not np.array_equal(sim.data[probe], ref.data[probe])
+
+
+def test_auto_leaves_small_models_in_python():
+    net = MODELS["recurrent_loop"](seed=1)
+    model = make_model(net, 0.001)
+    model.build(net)
+    ops = model.operators
+    assert compiler.count_neurons(ops) < compiler.COMPILE_MIN_NEURONS
+    assert not compiler.decide("auto", ops)
+    assert compiler.decide(True, ops)
+    assert not compiler.decide(False, ops)
+    with pytest.raises(ValueError):
+        compiler.decide("sometimes", ops)
+
+
+def test_compile_option_is_validated():
+    with pytest.raises(nengo.exceptions.ValidationError, match="compile"):
+        spike.Simulator(nengo.Network(), compile="yes", progress_bar=False)
+    with pytest.raises(nengo.exceptions.ValidationError, match="dtype"):
+        spike.Simulator(nengo.Network(), dtype="float16", progress_bar=False)
+
+
+def test_cache_lives_where_spike_says(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPIKE_CACHE_DIR", str(tmp_path / "cache"))
+    assert compiler.cache_dir() == tmp_path / "cache"
+    (tmp_path / "cache" / "pytensor").mkdir(parents=True)
+    (tmp_path / "cache" / "pytensor" / "entry").write_bytes(b"x" * 100)
+    assert compiler.cache.cache_size() == 100
+    assert compiler.clear_cache() == 100
+    assert not (tmp_path / "cache").exists()
+
+
+def test_pickled_compiled_simulator_continues():
+    import pickle
+
+    net = MODELS["recurrent_loop"](seed=2)
+    ref = run_reference(net, 200)
+    with spike.Simulator(net, progress_bar=False, workers=2, compile=True) as sim:
+        sim.run_steps(100)
+        copy = pickle.loads(pickle.dumps(sim))
+    with copy:
+        copy.run_steps(100)
+        for mine, theirs in zip(copy.model.probes, ref.model.probes):
+            np.testing.assert_allclose(
+                copy.data[mine], ref.data[theirs], rtol=0, atol=1e-10
+            )
