@@ -102,6 +102,8 @@ def cmd_run(args):
         seed=args.seed,
         workers=args.workers,
         progress_bar=not args.no_progress,
+        compile={"auto": "auto", "yes": True, "no": False}[args.compile],
+        dtype=args.dtype,
     )
     with sim:
         build_seconds = time.perf_counter() - start
@@ -123,6 +125,18 @@ def cmd_run(args):
     if args.plot:
         plot(sim, probes, args.plot)
         print(f"plot: {args.plot}")
+    return 0
+
+
+def cmd_cache(args):
+    from .compiler import cache
+
+    root = cache.cache_dir()
+    if args.clear:
+        freed = cache.clear_cache()
+        print(f"cleared {root} ({freed / 2**20:.1f} MiB)")
+    else:
+        print(f"{root}: {cache.cache_size() / 2**20:.1f} MiB")
     return 0
 
 
@@ -162,7 +176,26 @@ def build_parser():
         "--placement", action="store_true", help="print which actor runs where"
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument(
+        "--compile", choices=["auto", "yes", "no"], default="auto",
+        help="compile workers' steps with PyTensor/Numba (default: auto, by size)",
+    )
+    run.add_argument(
+        "--dtype", choices=["float64", "float32"], default="float64",
+        help="dtype of compiled products' matrices (float32 halves their traffic; "
+        "results then differ from nengo's by float32 rounding)",
+    )
     run.set_defaults(func=cmd_run)
+
+    cache = commands.add_parser(
+        "cache",
+        help="show or clear the compiled-code cache",
+        description="Compiled worker steps are cached on disk so a model compiles "
+        "once per machine. The directory is $SPIKE_CACHE_DIR, else "
+        "$XDG_CACHE_HOME/spike (~/.cache/spike).",
+    )
+    cache.add_argument("--clear", action="store_true", help="delete the cache")
+    cache.set_defaults(func=cmd_cache)
     return parser
 
 
