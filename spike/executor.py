@@ -29,9 +29,9 @@ class Executor:
 
     def __init__(self, plan):
         plan = copy.copy(plan)  # merging replaces the plan's lists: keep the caller's
-        compiling = compiler.decide(plan.compile, plan.ops)
         if plan.optimize:
             merge_plan(plan)
+        compiling = compiler.decide(plan.compile, plan.ops)
         self.plan = plan
         self.signals = SignalDict()
         if compiling:

@@ -22,10 +22,9 @@ import dataclasses
 from nengo.builder.neurons import SimNeurons
 from nengo.builder.operator import DotInc
 from nengo.builder.optimizer import optimize
-from nengo.utils.graphs import toposort
 from nengo.utils.simulator import operator_dependency_graph
 
-from .plan import Route
+from .plan import Route, stable_toposort
 
 
 class OwnRngSimNeurons(SimNeurons):
@@ -99,7 +98,8 @@ def merge_plan(plan):
     ]
     plan.bases = [tracked[("base", i)] for i in range(len(plan.bases))]
 
-    ops = [op for op in toposort(dg) if hasattr(op, "make_step")]
+    rank = {op: i for i, op in enumerate(model.operators)}
+    ops = stable_toposort(model.operators, rank)
     plan.ops = ops
     plan.order = [positions.get(op, -1) for op in ops]
     return before - len(ops)

@@ -112,6 +112,33 @@ class PeerPlan:
         )
 
 
+def stable_toposort(ops, rank):
+    """``ops`` in dependency order, ties broken by ``rank[op]``.
+
+    nengo's toposort visits sets, so its order changes from run to run; this one is
+    the same whenever ``rank`` is (an operator's index in the list the builder made),
+    which keeps compiled code's cache keys stable.
+    """
+    import heapq
+
+    edges = operator_dependency_graph(ops)
+    waiting = {op: 0 for op in edges}
+    for successors in edges.values():
+        for op in successors:
+            waiting[op] += 1
+    ready = [(rank[op], op) for op, n in waiting.items() if n == 0]
+    heapq.heapify(ready)
+    ordered = []
+    while ready:
+        _, op = heapq.heappop(ready)
+        ordered.append(op)
+        for successor in edges[op]:
+            waiting[successor] -= 1
+            if waiting[successor] == 0:
+                heapq.heappush(ready, (rank[successor], successor))
+    return [op for op in ordered if hasattr(op, "make_step")]
+
+
 def step_order(model):
     """The reference simulator's operator order for ``model``."""
     dg = operator_dependency_graph(model.operators)
@@ -167,6 +194,13 @@ def make_plans(
         for peer in peers:
             plans[peer].ops.append(op)
             plans[peer].order.append(position)
+    # each peer runs its share in a reproducible order (any dependency order gives
+    # the same results; a fixed one lets compiled code be found in the cache)
+    rank = {op: i for i, op in enumerate(model.operators)}
+    for plan in plans:
+        position = dict(zip(plan.ops, plan.order))
+        plan.ops = stable_toposort(plan.ops, rank)
+        plan.order = [position[op] for op in plan.ops]
 
     routes = {}  # (src, dst) -> list of bases
     for base, (source, targets) in partition.crossing.items():

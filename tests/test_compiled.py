@@ -144,6 +144,9 @@ def test_auto_leaves_small_models_in_python():
     assert compiler.count_neurons(ops) < compiler.COMPILE_MIN_NEURONS
     assert not compiler.decide("auto", ops)
     assert compiler.decide(True, ops)
+    many = ops * (compiler.COMPILE_MAX_OPERATORS // len(ops) + 1)
+    assert compiler.count_neurons(many) >= compiler.COMPILE_MIN_NEURONS
+    assert not compiler.decide("auto", many)  # too large a graph to compile quickly
     assert not compiler.decide(False, ops)
     with pytest.raises(ValueError):
         compiler.decide("sometimes", ops)

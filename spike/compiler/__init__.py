@@ -16,6 +16,12 @@ neurons: below that a step takes tens of microseconds in numpy and the compiler'
 fixed cost (about a second with a warm cache) is not won back in a short run."""
 
 
+COMPILE_MAX_OPERATORS = 1000
+"""With ``compile="auto"``, a peer with more operators than this is not compiled: the
+graph's compile time grows faster than linearly (an unmerged 128-ensemble model took
+over 20 minutes). Merged shares (``optimize=True``) stay far below it."""
+
+
 def Program(*args, **kwargs):
     """Make a `spike.compiler.program.Program` (imports PyTensor, configured)."""
     load_pytensor()
@@ -35,7 +41,11 @@ def decide(mode, ops):
     if mode is False or mode is None:
         return False
     if mode == "auto":
-        return count_neurons(ops) >= COMPILE_MIN_NEURONS and available()
+        return (
+            count_neurons(ops) >= COMPILE_MIN_NEURONS
+            and len(ops) <= COMPILE_MAX_OPERATORS
+            and available()
+        )
     if mode is True:
         if not available():
             from ..exceptions import UnsupportedError
@@ -49,6 +59,7 @@ def decide(mode, ops):
 
 __all__ = [
     "Arena",
+    "COMPILE_MAX_OPERATORS",
     "COMPILE_MIN_NEURONS",
     "NotLowerable",
     "Program",

@@ -171,50 +171,60 @@ def lower_sim_neurons(op, signals, dt):
 LINEAR_FILTERS = (LinearFilter, Lowpass, Alpha)
 
 
-@Lowering.register(SimProcess)
-def lower_sim_process(op, signals, dt):
+def linear_filter(op, dt):
+    """``(step, A, B, C, D)`` of a linear-filter ``SimProcess`` on a vector.
+
+    ``step`` names the step nengo's ``LinearFilter.make_step`` picks for these
+    matrices ("NoX", "OneX", "NoD" or "General"). Raises `NotLowerable` for other
+    processes (exact types only: a subclass may override ``make_step``).
+    """
     process = op.process
     if type(process) not in LINEAR_FILTERS or op.input is None:
         raise NotLowerable(f"{type(process).__name__} runs in Python")
     if op.output.ndim != 1:
         raise NotLowerable("linear filter on a matrix signal")
-    pt = signals.pt
     A, B, C, D = process._get_ss(dt)
+    X = op.state["X"].initial_value
+    for step in ("NoX", "OneX", "NoD", "General"):
+        if getattr(LinearFilter, step).check(A, B, C, D, X):
+            return step, A, B, C, D
+    raise NotLowerable("no nengo step for these filter matrices")
+
+
+@Lowering.register(SimProcess)
+def lower_sim_process(op, signals, dt):
+    pt = signals.pt
+    step, A, B, C, D = linear_filter(op, dt)
     X_sig = op.state["X"]
     u = signals.read(op.input)
-    step = LinearFilter
-    if step.NoX.check(A, B, C, D, X_sig.initial_value):
+    if step == "NoX":
         y = D.item() * u
-    elif step.OneX.check(A, B, C, D, X_sig.initial_value):
-        a = A.item()
-        b = C.item() * B.item()
+    elif step == "OneX":
+        a, b = A.item(), C.item() * B.item()
         X = signals.read(X_sig) * a + b * u
         signals.write(X_sig, X)
         y = X[0]
-    elif step.NoD.check(A, B, C, D, X_sig.initial_value):
-        A, B, C = (signals.constant(M) for M in (A, B.reshape((-1, 1)), C))
-        X = pt.dot(A, signals.read(X_sig)) + B * u
-        signals.write(X_sig, X)
-        y = pt.dot(C, X)[0]
     else:
         A, B, C = (signals.constant(M) for M in (A, B.reshape((-1, 1)), C))
         X = signals.read(X_sig)
-        y = pt.dot(C, X)[0] + D.item() * u
-        signals.write(X_sig, pt.dot(A, X) + B * u)
+        if step == "NoD":
+            X = pt.dot(A, X) + B * u
+            signals.write(X_sig, X)
+            y = pt.dot(C, X)[0]
+        else:
+            y = pt.dot(C, X)[0] + D.item() * u
+            signals.write(X_sig, pt.dot(A, X) + B * u)
     signals.write(op.output, y, inc=op.mode == "inc")
 
 
 def one_x_filter(op, dt):
     """``(a, b)`` if ``op`` is a one-state linear filter (nengo's ``OneX`` step) on
     a vector, else None: ``X = X * a + b * u; y = X[0]``."""
-    process = op.process
-    if type(process) not in LINEAR_FILTERS or op.input is None or op.output.ndim != 1:
+    try:
+        step, A, B, C, D = linear_filter(op, dt)
+    except NotLowerable:
         return None
-    A, B, C, D = process._get_ss(dt)
-    X = op.state["X"].initial_value
-    if LinearFilter.NoX.check(A, B, C, D, X) or not LinearFilter.OneX.check(A, B, C, D, X):
-        return None
-    return A.item(), C.item() * B.item()
+    return (A.item(), C.item() * B.item()) if step == "OneX" else None
 
 
 def lower_one_x_filters(ops, signals, dt):

@@ -12,8 +12,6 @@ import time
 import warnings
 
 import numpy as np
-from nengo.builder.neurons import SimNeurons
-
 from .cache import load_pytensor
 from .lowering import Lowering, batchable_filter, lower_one_x_filters
 from .segment import Segment
@@ -53,7 +51,7 @@ class Program:
         self.n_compiled = 0
         run = []
         for i, op in enumerate(ops):
-            if Lowering.supports(op) and self._lowerable(op):
+            if Lowering.supports(op):  # the lowering itself has the last word
                 run.append(i)
                 continue
             self._close_run(run, ops, arena, signals, dt, matrix_dtype)
@@ -70,13 +68,6 @@ class Program:
             self.compile_time,
             f"; in Python: {', '.join(python)}" if python else "",
         )
-
-    @staticmethod
-    def _lowerable(op):
-        # cheap checks first; the lowering itself has the last word
-        if isinstance(op, SimNeurons) and op.state_extra:
-            return False
-        return True
 
     def _close_run(self, run, ops, arena, signals, dt, matrix_dtype):
         while run:
@@ -140,14 +131,10 @@ class Program:
             k += 1
         if not lowered:
             return None, rest
-        inputs, outputs, arrays, loose = symbolic.function_io()
-        In, Out = pytensor.In, pytensor.Out
-        n_constants = len(inputs) - 1 - len(loose)
+        inputs, outputs, arrays = symbolic.function_io()
         function = pytensor.function(
-            [In(inputs[0], mutable=True, borrow=True)]
-            + [In(v, borrow=True) for v in inputs[1 : 1 + n_constants]]
-            + [In(v, mutable=True, borrow=True) for v in inputs[1 + n_constants :]],
-            [Out(v, borrow=True) for v in outputs],
+            inputs,
+            [pytensor.Out(v, borrow=True) for v in outputs],
             on_unused_input="ignore",
             accept_inplace=True,
         )
@@ -159,8 +146,5 @@ class Program:
             function(*[np.array(a, copy=True) for a in arrays])
         for warning in caught:
             logger.debug("while compiling: %s", warning.message)
-        loose_arrays = [signals[base].reshape(-1) for base in loose]
-        segment = Segment(
-            [ops[i] for i in lowered], lowered, function, arrays, loose_arrays, arena.data
-        )
-        return segment, rest
+        state = [arrays[0]] + arrays[len(arrays) - len(outputs) + 1 :]
+        return Segment([ops[i] for i in lowered], function, arrays, state), rest

@@ -4,35 +4,33 @@
 class Segment:
     """Consecutive operators compiled into one function.
 
-    Attributes
+    Parameters
     ----------
     ops : list of Operator
-    positions : list of int
-        Indices of ``ops`` in the peer's operator list.
+    function : pytensor Function
+        Called with ``arrays``; returns the new values of ``state``.
+    arrays : list of ndarray
+        The live arrays the function reads (the arena, constants, loose bases).
+    state : list of ndarray
+        The arrays the function updates, in the order of its outputs. PyTensor
+        updates them in place (the outputs *are* these arrays); any output it had to
+        allocate instead is copied back.
     """
 
-    def __init__(self, ops, positions, function, arrays, loose_arrays, arena):
+    def __init__(self, ops, function, arrays, state):
         self.ops = ops
-        self.positions = positions
         self.function = function
         self.arrays = arrays
-        self.loose_arrays = loose_arrays
-        self.arena = arena
+        self.state = state
 
     def make_step(self):
         function = self.function
         arrays = self.arrays
-        arena = self.arena
-        loose = self.loose_arrays
-        address = arena.ctypes.data
+        state = self.state
 
         def step_segment():
-            results = function(*arrays)
-            new_arena = results[0]
-            if new_arena.ctypes.data != address:
-                arena[...] = new_arena
-            for target, value in zip(loose, results[1:]):
-                if value.ctypes.data != target.ctypes.data:
+            for target, value in zip(state, function(*arrays)):
+                if value is not target:
                     target[...] = value
 
         return step_segment

@@ -25,11 +25,6 @@ from nengo.builder.signal import Signal
 from .cache import load_pytensor
 
 
-SMALL_CONSTANT = 1
-"""Arrays up to this size are constants of the graph; larger ones are inputs (Numba
-cannot cache a function that holds arrays as globals)."""
-
-
 class NotLowerable(Exception):
     """This operator (or this use of it) has no compiled form; run it in Python."""
 
@@ -129,11 +124,35 @@ class SymbolicSignals:
         self.matrix_dtype = np.dtype(matrix_dtype)
         self.arena_in = self.pt.vector("arena", dtype="float64", shape=(arena.data.size,))
         self.arena_now = self.arena_in
-        self.constant_inputs = {}  # (base, dtype) -> (variable, flat array)
+        self.constant_inputs = {}  # key -> (variable, array)
         self.loose_inputs = {}  # base -> variable
         self.loose_now = {}  # base -> current symbolic flat value
 
     # -- where a signal lives ------------------------------------------------
+
+    def _constant_input(self, key, make_array):
+        """The input variable for ``key``, made from ``make_array()`` the first time.
+
+        Arrays are inputs rather than graph constants: the compiled code then does not
+        depend on their values, and Numba can cache it (it cannot cache a function
+        holding arrays as globals).
+        """
+        if key not in self.constant_inputs:
+            array = make_array()
+            var = self.pt.tensor(
+                f"const{len(self.constant_inputs)}",
+                dtype=str(array.dtype),
+                shape=array.shape,
+            )
+            self.constant_inputs[key] = (var, array)
+        return self.constant_inputs[key][0]
+
+    def _readonly_flat(self, base, dtype):
+        value = self.signals[base]
+        flat = np.ravel(value, order="K")
+        if not np.shares_memory(flat, value) and flat.size > 1:
+            raise NotLowerable(f"{base} is not contiguous in memory")
+        return flat.astype(dtype, copy=False)
 
     def _container(self, base, dtype=None):
         """The symbolic flat vector holding ``base`` (memory order) and its offset."""
@@ -143,17 +162,10 @@ class SymbolicSignals:
             raise NotLowerable(f"sparse signal {base} read as dense")
         if base.readonly:
             dtype = np.dtype(base.dtype if dtype is None else dtype)
-            key = (base, dtype)
-            if key not in self.constant_inputs:
-                value = self.signals[base]
-                flat = np.ravel(value, order="K")
-                if not np.shares_memory(flat, value) and flat.size > 1:
-                    raise NotLowerable(f"{base} is not contiguous in memory")
-                if dtype != flat.dtype:
-                    flat = flat.astype(dtype)
-                var = self.pt.vector(f"const{len(self.constant_inputs)}", dtype=str(dtype), shape=(flat.size,))
-                self.constant_inputs[key] = (var, flat)
-            return self.constant_inputs[key][0], 0
+            var = self._constant_input(
+                (base, dtype), lambda: self._readonly_flat(base, dtype)
+            )
+            return var, 0
         if base.dtype.kind not in "fiu":
             raise NotLowerable(f"signal {base} of dtype {base.dtype}")
         if base not in self.loose_inputs:
@@ -187,20 +199,22 @@ class SymbolicSignals:
         positions = memory_positions(sig)
         if index is not None:
             positions = positions[index]
-        run = contiguous_range(positions)
         if positions.ndim == 0:
             return container[offset + int(positions)]
+        run = contiguous_range(positions)
+        if run is None:
+            return container[self.index_input(offset + positions)]  # already a copy
+        start, stop, transposed = run
+        block = container[offset + start : offset + stop]
+        if transposed:
+            value = block.reshape(positions.shape[::-1]).T
+        else:
+            value = block.reshape(positions.shape)
         if copy:
             from pytensor.compile.ops import deep_copy_op
 
-            return deep_copy_op(self.read(sig, index=index, dtype=dtype))
-        if run is not None:
-            start, stop, transposed = run
-            block = container[offset + start : offset + stop]
-            if transposed:
-                return block.reshape(positions.shape[::-1]).T
-            return block.reshape(positions.shape)
-        return container[self.index_input(offset + positions)]
+            value = deep_copy_op(value)
+        return value
 
     def write(self, sig, value, index=None, inc=False):
         """Set (or increment) ``sig`` (or ``sig[index]``) to ``value``."""
@@ -250,17 +264,11 @@ class SymbolicSignals:
         self.arena_now = pt.inc_subtensor(target, value) if inc else pt.set_subtensor(target, value)
 
     def constant(self, array):
-        """A numpy array as a function input (large constants in the graph would
-        stop Numba from caching the compiled code)."""
+        """A numpy array as a function input (see `_constant_input`)."""
         array = np.ascontiguousarray(array)
-        if array.size <= SMALL_CONSTANT:
-            return self.pt.constant(array.reshape(array.shape))
-        key = ("array", len(self.constant_inputs))
-        var = self.pt.tensor(
-            f"const{len(self.constant_inputs)}", dtype=str(array.dtype), shape=array.shape
-        )
-        self.constant_inputs[key] = (var, array)
-        return var
+        if array.size <= 1:
+            return self.pt.constant(array)
+        return self._constant_input(("array", len(self.constant_inputs)), lambda: array)
 
     def index_input(self, indices):
         """Integer indices as a function input (see `constant`)."""
@@ -274,13 +282,11 @@ class SymbolicSignals:
         if not hasattr(matrix, "tocsr"):
             raise NotLowerable(f"{sig} is not a scipy sparse matrix")
         csr = matrix.tocsr()
-        dtype = self.matrix_dtype if csr.data.dtype == np.float64 else csr.data.dtype
-        key = (sig, np.dtype(dtype))
-        if key not in self.constant_inputs:
-            data = np.ascontiguousarray(csr.data, dtype=dtype)
-            var = self.pt.vector(f"const{len(self.constant_inputs)}", dtype=str(data.dtype), shape=(data.size,))
-            self.constant_inputs[key] = (var, data)
-        return self.constant_inputs[key][0], csr.indices, csr.indptr, csr.shape
+        dtype = np.dtype(self.matrix_dtype if csr.data.dtype == np.float64 else csr.data.dtype)
+        data = self._constant_input(
+            (sig, dtype), lambda: np.ascontiguousarray(csr.data, dtype=dtype)
+        )
+        return data, csr.indices, csr.indptr, csr.shape
 
     def snapshot(self):
         return (
@@ -299,15 +305,22 @@ class SymbolicSignals:
     # -- the function's interface ------------------------------------------
 
     def function_io(self):
-        """``(inputs, outputs, input arrays, loose bases)`` for the compiled function."""
-        inputs = [self.arena_in]  # function inputs; mutable ones are marked by Program
+        """``(inputs, outputs, arrays)`` for the compiled function.
+
+        ``inputs`` are ``pytensor.In`` (the arena and loose bases mutable, so they are
+        updated in place), ``arrays`` the live arrays to call it with. Outputs are the
+        new arena and loose bases, in the order of their arrays: ``arrays[0]`` and
+        ``arrays[-len(outputs) + 1:]``.
+        """
+        In = load_pytensor().In
+        inputs = [In(self.arena_in, mutable=True, borrow=True)]
         arrays = [self.arena.data]
-        for var, flat in self.constant_inputs.values():
-            inputs.append(var)
-            arrays.append(flat)
-        loose = list(self.loose_inputs)
-        for base in loose:
-            inputs.append(self.loose_inputs[base])
+        for var, array in self.constant_inputs.values():
+            inputs.append(In(var, borrow=True))
+            arrays.append(array)
+        outputs = [self.arena_now]
+        for base, var in self.loose_inputs.items():
+            inputs.append(In(var, mutable=True, borrow=True))
             arrays.append(self.signals[base].reshape(-1))
-        outputs = [self.arena_now] + [self.loose_now[base] for base in loose]
-        return inputs, outputs, arrays, loose
+            outputs.append(self.loose_now[base])
+        return inputs, outputs, arrays
