@@ -1,7 +1,8 @@
 """`make bench`: time Spike against nengo.Simulator on the same models, in one run.
 
-For each model, nengo.Simulator and Spike (1 and 2 workers) are built and run in
-fresh processes of their own (so peak memory is each one's own; nengo's decoder cache
+For each model, nengo.Simulator and Spike (1 and 2 workers, interpreted and
+compiled, float64 and float32; see `CONFIGS`) are built and run in fresh processes of
+their own (so peak memory is each one's own; nengo's decoder cache
 is off, so every build solves its decoders). Results go to ``bench/results/``:
 ``results.json`` and ``results.md`` (ratios first, then absolute times, then the
 machine). Also measured: the exchange alone (two workers passing a 16-D value each way
@@ -20,6 +21,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -28,11 +30,40 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 CONFIGS = [
-    ("nengo", None),
-    ("spike", 1),
-    ("spike", 2),
+    {"backend": "nengo"},
+    {"backend": "spike", "workers": 1, "compile": False},
+    {"backend": "spike", "workers": 2, "compile": False},
+    {"backend": "spike", "workers": 1, "compile": True},
+    {"backend": "spike", "workers": 2, "compile": True},
+    {"backend": "spike", "workers": 2, "compile": True, "dtype": "float32"},
+    {"backend": "spike", "workers": 2, "compile": True, "cold": True},
 ]
-"""(backend, workers) run for every model. Compiled workers are not built yet."""
+EXTRA_CONFIGS = {
+    "two_big": [
+        {"backend": "spike", "workers": 2, "compile": False, "max_neurons": 5000},
+        {"backend": "spike", "workers": 2, "compile": True, "max_neurons": 5000},
+    ],
+}
+"""Run for some models only: splitting each 20k-neuron ensemble into 4 parts.
+
+``CONFIGS``: run for every model. ``cold`` builds with an empty compile cache (the first run of a
+model on a machine); the others find the code compiled by the runs before them."""
+
+
+def config_label(config):
+    """A short name for a configuration ("spike 2w compiled float32")."""
+    if config["backend"] == "nengo":
+        return "nengo"
+    words = [f"spike {config['workers']}w"]
+    if config.get("compile"):
+        words.append("compiled")
+    if config.get("dtype", "float64") != "float64":
+        words.append(config["dtype"])
+    if config.get("cold"):
+        words.append("cold cache")
+    if config.get("max_neurons"):
+        words.append(f"split {config['max_neurons']}")
+    return " ".join(words)
 
 
 # -- measurements done inside one child process ----------------------------------
@@ -59,22 +90,37 @@ def matrix_bytes_per_step(model):
     )
 
 
-def run_one(name, backend, workers, sim_time, tiny, repeats=3):
-    """Build and run one model on one backend; return the figures as a dict."""
+def run_one(name, config, sim_time, tiny, repeats=3, build_only=False):
+    """Build and run one model in one configuration; return the figures as a dict.
+
+    With ``build_only``, just build (to fill the compile cache) and return ``{}``.
+    """
     import nengo
 
     from bench import models
 
     nengo.rc["decoder_cache"]["enabled"] = "False"
     net, _ = (models.TINY if tiny else models.FULL)[name]()
+    backend = config["backend"]
     start = time.perf_counter()
     if backend == "nengo":
         sim = nengo.Simulator(net, progress_bar=False)
     else:
         import spike
 
-        sim = spike.Simulator(net, workers=workers, progress_bar=False)
+        sim = spike.Simulator(
+            net,
+            workers=config["workers"],
+            compile=config.get("compile", False),
+            dtype=config.get("dtype", "float64"),
+            # tiny models (tests) still split, into parts of 25 neurons
+            max_neurons=config.get("max_neurons") and (25 if tiny else config["max_neurons"]),
+            progress_bar=False,
+        )
     build = time.perf_counter() - start
+    if build_only:
+        sim.close()
+        return {}
     sim.run_steps(10)  # warm-up: first-step allocations
     steps = max(int(round(sim_time / sim.dt)), 1)
     runs = []
@@ -85,8 +131,12 @@ def run_one(name, backend, workers, sim_time, tiny, repeats=3):
     run = min(runs)
     result = {
         "model": name,
+        "config": config_label(config),
         "backend": backend,
-        "workers": workers,
+        "workers": config.get("workers"),
+        "compile": config.get("compile", False),
+        "dtype": config.get("dtype", "float64"),
+        "cold_cache": config.get("cold", False),
         "build_s": build,
         "run_s": run,
         "run_s_all": runs,
@@ -100,8 +150,31 @@ def run_one(name, backend, workers, sim_time, tiny, repeats=3):
         handles = list(sim._session.handles.values())
         result["rss_workers_mb"] = [peak_rss_mb(h.pid) for h in handles]
         result["actors"] = len(sim.partition.actors)
+        result.update(placement_figures(sim))
     sim.close()
     return result
+
+
+def placement_figures(sim):
+    """Estimated compute and memory per worker (spike.cost), and their imbalance."""
+    from spike import allocation
+    from spike.cost import actor_costs, calibrate
+
+    costs = actor_costs(sim.model, sim.partition, calibrate(repeats=5))
+    compute = [0.0] * sim.n_workers
+    memory = [0] * sim.n_workers
+    for index, cost in enumerate(costs):
+        peer = sim.placement[index]
+        if peer > 0:
+            compute[peer - 1] += cost.seconds_per_step
+            memory[peer - 1] += cost.memory_bytes
+    return {
+        "estimated_worker_data_mb": [m / 2**20 for m in memory],
+        "estimated_worker_ms_per_step": [c * 1e3 for c in compute],
+        "compute_imbalance": allocation.imbalance(compute),
+        "memory_imbalance": allocation.imbalance(memory),
+        "split_ensembles": len(sim.split.splits),
+    }
 
 
 def exchange_cost(steps=2000):
@@ -146,9 +219,11 @@ def memory_bandwidth(nbytes=256 * 2**20, repeats=5):
 # -- the driver --------------------------------------------------------------------
 
 
-def child(args):
+def child(args, cache_dir=None):
     env = dict(os.environ)
     env.update({"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
+    if cache_dir is not None:
+        env["SPIKE_CACHE_DIR"] = cache_dir
     env["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in [env.get("PYTHONPATH")] if p])
     out = subprocess.run(
         [sys.executable, "-m", "bench.run", *args],
@@ -187,8 +262,17 @@ def machine():
     }
 
 
+TARGETS = {"stream": 5.0, "chain": 4.0, "circconv": 3.0, "two_big": 2.5}
+"""Run speed-ups the project aims for (best Spike configuration vs nengo)."""
+
+RUN_COLUMNS = [
+    "spike 1w", "spike 2w", "spike 1w compiled", "spike 2w compiled",
+    "spike 2w compiled float32", "spike 2w split 5000", "spike 2w compiled split 5000",
+]
+
+
 def summarize(results, bandwidth):
-    """Ratios and rooflines per model."""
+    """Ratios and rooflines per model, per configuration and for the best one."""
     rows = []
     for name in dict.fromkeys(r["model"] for r in results):
         mine = [r for r in results if r["model"] == name]
@@ -200,21 +284,35 @@ def summarize(results, bandwidth):
             "ref_build_s": ref["build_s"],
             "roofline_s_per_step": floor,
             "ref_vs_roofline": ref["run_s"] / ref["steps"] / floor if floor else None,
+            "target_speedup": TARGETS.get(name),
             "spike": {},
         }
         for r in mine:
             if r["backend"] != "spike":
                 continue
             per_step = r["run_s"] / r["steps"]
-            # n workers on n cores can stream n times the bytes of one
+            # n workers on n cores can stream n times the bytes of one; float32
+            # matrices are half the bytes
             own_floor = floor / min(r["workers"], os.cpu_count() or 1)
-            row["spike"][r["workers"]] = {
+            if r["dtype"] == "float32":
+                own_floor /= 2
+            row["spike"][r["config"]] = {
                 "run_speedup": ref["run_s_per_sim_s"] / r["run_s_per_sim_s"],
                 "build_ratio": r["build_s"] / ref["build_s"],
                 "vs_roofline": per_step / own_floor if own_floor else None,
             }
+        warm = {k: v for k, v in row["spike"].items() if "cold" not in k}
+        if warm:
+            best = max(warm, key=lambda k: warm[k]["run_speedup"])
+            row["best"] = dict(warm[best], config=best)
+        cold = [v for k, v in row["spike"].items() if "cold" in k]
+        row["cold_build_ratio"] = cold[0]["build_ratio"] if cold else None
         rows.append(row)
     return rows
+
+
+def fmt(x, unit="×"):
+    return "—" if x is None else f"{x:.2f}{unit}"
 
 
 def markdown(summary, results, exchange, bandwidth, info):
@@ -227,46 +325,77 @@ def markdown(summary, results, exchange, bandwidth, info):
         f"Python {info['python']}, numpy {info['numpy']}, nengo {info['nengo']}. "
         f"Streaming read bandwidth measured: {bandwidth / 1e9:.1f} GB/s.",
         "",
-        "## Ratios",
+        "## Best configuration",
         "",
         "Run speed-up = nengo run time / Spike run time (best of 3 runs each, same "
-        "invocation); build ratio = Spike build (with worker start-up) / nengo build; "
-        "vs roofline = time per step / (bytes of matrices read per step / streaming "
-        "bandwidth of the cores in use).",
+        "invocation). Build ratio = Spike build (with worker start-up and compiling) / "
+        "nengo build, with the compile cache filled by an earlier run (\"warm\") and "
+        "empty (\"cold\", the first run of a model on a machine). Vs roofline = time "
+        "per step / (bytes of matrices read per step / streaming bandwidth of the cores "
+        "in use); 1.00× would be the memory limit.",
         "",
-        "| model | Spike 1 worker run speed-up | Spike 2 workers run speed-up | build ratio "
-        "(2 workers) | Spike 2 workers vs roofline | nengo vs roofline |",
-        "|---|---|---|---|---|---|",
+        "| model | best configuration | run speed-up (target) | build ratio warm | "
+        "build ratio cold | vs roofline | nengo vs roofline |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in summary:
-        s1, s2 = row["spike"].get(1, {}), row["spike"].get(2, {})
-
-        def fmt(x, unit="×"):
-            return "—" if x is None else f"{x:.2f}{unit}"
-
+        best = row.get("best", {})
+        target = row["target_speedup"]
         lines.append(
             f"| {models.DESCRIPTIONS.get(row['model'], row['model'])} "
-            f"| {fmt(s1.get('run_speedup'))} | {fmt(s2.get('run_speedup'))} "
-            f"| {fmt(s2.get('build_ratio'))} | {fmt(s2.get('vs_roofline'))} "
-            f"| {fmt(row['ref_vs_roofline'])} |"
+            f"| {best.get('config', '—')} "
+            f"| {fmt(best.get('run_speedup'))} ({fmt(target, '×') if target else '—'}) "
+            f"| {fmt(best.get('build_ratio'))} | {fmt(row['cold_build_ratio'])} "
+            f"| {fmt(best.get('vs_roofline'))} | {fmt(row['ref_vs_roofline'])} |"
         )
     lines += [
         "",
-        "Compiled workers (PyTensor) are not built yet, so there is no compiled column.",
+        "## Run speed-up of every configuration",
+        "",
+        "| model | " + " | ".join(RUN_COLUMNS) + " |",
+        "|---|" + "---|" * len(RUN_COLUMNS),
+    ]
+    for row in summary:
+        cells = [fmt(row["spike"].get(c, {}).get("run_speedup")) for c in RUN_COLUMNS]
+        lines.append(f"| {row['model']} | " + " | ".join(cells) + " |")
+    lines += [
         "",
         "## Absolute figures",
         "",
-        "| model | backend | workers | neurons | build s | run s per simulated s | "
+        "| model | configuration | neurons | build s | run s per simulated s | "
         "client peak RSS MiB | worker peak RSS MiB |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in results:
         workers = r.get("rss_workers_mb")
         lines.append(
-            f"| {r['model']} | {r['backend']} | {r['workers'] or '-'} | {r['n_neurons']} "
+            f"| {r['model']} | {r['config']} | {r['n_neurons']} "
             f"| {r['build_s']:.2f} | {r['run_s_per_sim_s']:.3f} "
             f"| {r['rss_client_mb']:.0f} | "
             f"{', '.join(f'{m:.0f}' for m in workers) if workers else '-'} |"
+        )
+    lines += [
+        "",
+        "## Placement: estimated load per worker",
+        "",
+        "Estimated by `spike.cost` (calibrated in the same run) for the placement used; "
+        "imbalance = max/mean over workers. Data = bytes of the signals the worker's "
+        "actors hold; its measured peak RSS adds Python, numpy, nengo (and PyTensor when "
+        "compiled).",
+        "",
+        "| model | configuration | actors | compute imbalance | memory imbalance | "
+        "estimated ms/step per worker | estimated data MiB per worker | measured peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        if r["backend"] != "spike" or r["workers"] < 2 or r.get("cold_cache"):
+            continue
+        lines.append(
+            f"| {r['model']} | {r['config']} | {r['actors']} "
+            f"| {r['compute_imbalance']:.3f} | {r['memory_imbalance']:.3f} "
+            f"| {', '.join(f'{x:.3f}' for x in r['estimated_worker_ms_per_step'])} "
+            f"| {', '.join(f'{x:.1f}' for x in r['estimated_worker_data_mb'])} "
+            f"| {', '.join(f'{x:.0f}' for x in r['rss_workers_mb'])} |"
         )
     lines += [
         "",
@@ -286,16 +415,21 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--tiny", action="store_true", help="tiny models (for tests)")
     parser.add_argument("--time", type=float, default=0.5, help="simulated seconds per run")
-    parser.add_argument("--models", default="stream,chain,circconv,two_big")
+    parser.add_argument(
+        "--models", default="stream,chain,circconv,two_big",
+        help="comma-separated, from: stream, chain, circconv, two_big",
+    )
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     parser.add_argument("--one", help=argparse.SUPPRESS)
-    parser.add_argument("--backend", help=argparse.SUPPRESS)
-    parser.add_argument("--workers", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
+    parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--exchange", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.one:
-        print(json.dumps(run_one(args.one, args.backend, args.workers, args.time, args.tiny)))
+        config = json.loads(args.config)
+        result = run_one(args.one, config, args.time, args.tiny, build_only=args.build_only)
+        print(json.dumps(result))
         return 0
     if args.exchange:
         print(json.dumps(exchange_cost(steps=200 if args.tiny else 3000)))
@@ -303,13 +437,17 @@ def main(argv=None):
 
     results = []
     for name in args.models.split(","):
-        for backend, workers in CONFIGS:
+        for config in CONFIGS + EXTRA_CONFIGS.get(name, []):
             extra = ["--tiny"] if args.tiny else []
-            cmd = ["--one", name, "--backend", backend, "--time", str(args.time)] + extra
-            if workers:
-                cmd += ["--workers", str(workers)]
-            print(f"bench: {name} on {backend} {workers or ''}...", file=sys.stderr, flush=True)
-            results.append(child(cmd))
+            cmd = ["--one", name, "--config", json.dumps(config), "--time", str(args.time)]
+            print(f"bench: {name} on {config_label(config)}...", file=sys.stderr, flush=True)
+            if config.get("cold"):
+                with tempfile.TemporaryDirectory(prefix="spike-bench-cache-") as cache:
+                    results.append(child(cmd + extra, cache_dir=cache))
+                continue
+            if config.get("compile"):  # "warm" figures: compile once beforehand
+                child(cmd + extra + ["--build-only"])
+            results.append(child(cmd + extra))
     exchange = child(["--exchange"] + (["--tiny"] if args.tiny else []))
     bandwidth = memory_bandwidth(nbytes=(16 if args.tiny else 256) * 2**20)
     info = machine()

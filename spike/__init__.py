@@ -4,6 +4,7 @@
 """
 
 from .exceptions import (
+    AllocationError,
     PlacementError,
     ProtocolError,
     SpikeError,
@@ -20,6 +21,7 @@ __all__ = [
     "SpikeError",
     "UnsupportedError",
     "PlacementError",
+    "AllocationError",
     "WorkerError",
     "WorkerDied",
     "ProtocolError",

@@ -104,6 +104,8 @@ def cmd_run(args):
         progress_bar=not args.no_progress,
         compile={"auto": "auto", "yes": True, "no": False}[args.compile],
         dtype=args.dtype,
+        max_neurons=args.max_neurons,
+        allocation=args.allocation,
     )
     with sim:
         build_seconds = time.perf_counter() - start
@@ -126,6 +128,127 @@ def cmd_run(args):
         plot(sim, probes, args.plot)
         print(f"plot: {args.plot}")
     return 0
+
+
+def _mib(nbytes):
+    return f"{nbytes / 2**20:.1f} MiB"
+
+
+def cmd_dry_run(args):
+    from . import allocation
+    from .dryrun import dry_run
+
+    network = load_model(args.model)
+    result = dry_run(
+        network, dt=args.dt, max_neurons=args.max_neurons,
+        n_workers=args.num_target_workers,
+    )
+    os.makedirs(args.out_dir, exist_ok=True)
+    usage_path = os.path.join(args.out_dir, "memory_usage.json")
+    alloc_path = os.path.join(args.out_dir, args.allocation)
+    allocation.save(result.memory_usage, usage_path)
+    allocation.save(result.allocation, alloc_path)
+    figures = allocation.stats(result.allocation)
+    cal = result.calibration.seconds_per_unit
+    print(
+        f"model: {len(result.partition.actors)} actors, "
+        f"{result.memory_usage['n_neurons']} neurons, "
+        f"{len(result.split.splits)} ensembles split"
+        + (f", {len(result.split.skipped)} could not be split" if result.split.skipped else "")
+    )
+    for ens, reason in result.split.skipped.items():
+        print(f"  not split: {ens}: {reason}")
+    print(
+        "calibration (this machine): "
+        f"{cal['neurons'] * 1e9:.1f} ns/neuron, {cal['macs'] * 1e9:.2f} ns/multiply-add, "
+        f"{cal['elements'] * 1e9:.2f} ns/element, {cal['operators'] * 1e6:.2f} µs/operator"
+    )
+    print(
+        f"estimated: {result.memory_usage['total_seconds_per_step'] * 1e3:.3f} ms of "
+        f"compute per step in all, {_mib(result.memory_usage['total_memory_bytes'])} "
+        f"of signals, {_mib(result.memory_usage['worker_baseline_bytes'])} per idle worker"
+    )
+    print(f"suggested workers: {result.suggested_workers}")
+    print(
+        f"allocation for {figures['n_workers']} workers: compute imbalance "
+        f"{figures['compute_imbalance']:.3f}, memory imbalance "
+        f"{figures['memory_imbalance']:.3f} (max/mean)"
+    )
+    print(f"wrote {usage_path} and {alloc_path}")
+    return 0
+
+
+def cmd_rebalance(args):
+    from . import allocation
+
+    data = allocation.load(args.allocation)
+    new = allocation.rebalance(data, args.machines, args.workers_per_machine)
+    allocation.save(new, args.output)
+    figures = allocation.stats(new)
+    print(
+        f"{len(new['actors'])} actors on {args.machines} machine(s) x "
+        f"{args.workers_per_machine} worker(s): compute imbalance "
+        f"{figures['compute_imbalance']:.3f}, memory imbalance "
+        f"{figures['memory_imbalance']:.3f}; wrote {args.output}"
+    )
+    return 0
+
+
+def cmd_stats(args):
+    import json
+
+    from . import allocation
+
+    data = allocation.load(args.allocation)
+    figures = allocation.stats(data)
+    if args.json:
+        print(json.dumps(figures, indent=1))
+    else:
+        print(f"{args.allocation}: {figures['n_actors']} actors, {figures['n_workers']} "
+              f"workers on {len(figures['machines'])} machine(s)")
+        print(f"{'worker':>6} {'machine':>7} {'actors':>6} {'neurons':>8} "
+              f"{'ms/step':>9} {'memory':>11}  compute")
+        peak = max(w["seconds_per_step"] for w in figures["workers"]) or 1
+        for w in figures["workers"]:
+            bar = "#" * int(round(30 * w["seconds_per_step"] / peak))
+            print(f"{w['worker']:>6} {w['machine']:>7} {w['actors']:>6} {w['neurons']:>8} "
+                  f"{w['seconds_per_step'] * 1e3:>9.3f} {_mib(w['memory_bytes']):>11}  {bar}")
+        for m in figures["machines"]:
+            print(f"machine {m['machine']}: {m['workers']} workers, "
+                  f"{m['seconds_per_step'] * 1e3:.3f} ms/step, {_mib(m['memory_bytes'])}")
+        print(f"compute imbalance (max/mean): {figures['compute_imbalance']:.3f}")
+        print(f"memory imbalance (max/mean): {figures['memory_imbalance']:.3f}")
+    if args.plot:
+        plot_allocation(figures, args.plot, title=os.path.basename(args.allocation))
+        if not args.json:
+            print(f"plot: {args.plot}")
+    return 0
+
+
+def plot_allocation(figures, path, title=""):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    workers = figures["workers"]
+    index = [w["worker"] for w in workers]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for ax, key, scale, label, imb in (
+        (axes[0], "seconds_per_step", 1e3, "compute (ms/step)", figures["compute_imbalance"]),
+        (axes[1], "memory_bytes", 1 / 2**20, "memory (MiB)", figures["memory_imbalance"]),
+    ):
+        values = [w[key] * scale for w in workers]
+        ax.bar(index, values, color=[f"C{w['machine']}" for w in workers])
+        ax.axhline(sum(values) / len(values), color="k", ls="--", lw=1, label="mean")
+        ax.set_xlabel("worker (colour: machine)")
+        ax.set_ylabel(label)
+        ax.set_title(f"{label.split(' ')[0]}: max/mean {imb:.3f}")
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def cmd_cache(args):
@@ -185,7 +308,68 @@ def build_parser():
         help="dtype of compiled products' matrices (float32 halves their traffic; "
         "results then differ from nengo's by float32 rounding)",
     )
+    run.add_argument(
+        "--max-neurons", type=int, default=None, metavar="N",
+        help="split ensembles above N neurons into sub-ensembles (same results)",
+    )
+    run.add_argument(
+        "--allocation", metavar="JSON",
+        help="place actors as this file says (from `spike dry-run` / `spike rebalance`)",
+    )
     run.set_defaults(func=cmd_run)
+
+    dry = commands.add_parser(
+        "dry-run",
+        help="build, measure and allocate a model without running it",
+        description="Build the model, split large ensembles, measure this machine "
+        "(time per neuron update, multiply-add, element and operator; an idle "
+        "worker's memory), estimate every actor's compute and memory, and write "
+        "memory_usage.json (per object and per actor) and an allocation file for N "
+        "workers. Prints the suggested number of workers.",
+    )
+    dry.add_argument("model", help="Python script defining `model` (a nengo.Network)")
+    dry.add_argument(
+        "-n", "--num-target-workers", type=int, default=None, metavar="N",
+        help="workers to allocate for (default: the suggested number)",
+    )
+    dry.add_argument(
+        "--max-neurons", type=int, default=None, metavar="N",
+        help="split ensembles above N neurons into sub-ensembles",
+    )
+    dry.add_argument("--dt", type=float, default=0.001, help="time step (default: 0.001)")
+    dry.add_argument("-d", "--out-dir", default=".", help="where to write (default: .)")
+    dry.add_argument(
+        "--allocation", default="allocation.json",
+        help="allocation file name (default: allocation.json)",
+    )
+    dry.set_defaults(func=cmd_dry_run)
+
+    reb = commands.add_parser(
+        "rebalance",
+        help="redistribute an allocation over machines and workers",
+        description="Read an allocation file and place its actors again on "
+        "N_MACHINES machines of K workers each (largest first onto the least loaded "
+        "worker; probes and filters follow their traffic).",
+    )
+    reb.add_argument("allocation", help="allocation file (from `spike dry-run`)")
+    reb.add_argument("machines", type=int, metavar="N_MACHINES")
+    reb.add_argument(
+        "-k", "--workers-per-machine", type=int, default=1, metavar="K",
+        help="workers per machine (default: 1)",
+    )
+    reb.add_argument("-o", "--output", required=True, help="rebalanced allocation file")
+    reb.set_defaults(func=cmd_rebalance)
+
+    st = commands.add_parser(
+        "stats",
+        help="compute and memory per worker and machine of an allocation",
+        description="Per-worker and per-machine compute (estimated ms per step) and "
+        "memory, their max/mean imbalance, and a histogram.",
+    )
+    st.add_argument("allocation", help="allocation file")
+    st.add_argument("--plot", metavar="PNG", help="draw the same figures into a PNG")
+    st.add_argument("--json", action="store_true", help="print the figures as JSON")
+    st.set_defaults(func=cmd_stats)
 
     cache = commands.add_parser(
         "cache",

@@ -41,3 +41,7 @@ class WorkerDied(WorkerError):
 
 class ProtocolError(SpikeError):
     """A message received from the network is malformed or unexpected."""
+
+
+class AllocationError(SpikeError):
+    """An allocation file that cannot be used: malformed, or made for another model."""

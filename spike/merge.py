@@ -8,6 +8,13 @@ parallel. The signals the peer shares with others (its routes), records (probes)
 reports (``bases``) may be moved into larger merged signals: they are tracked
 through the optimizer and replaced by the views it leaves in their place.
 
+nengo's optimizer visits operators in the order of Python sets of operators, that is
+by memory address, so which operators it merges, and in which order their signals are
+concatenated, change from run to run; the results do not, but compiled code, whose
+cache key is the step's structure, would be recompiled on every run. `merge_plan`
+therefore runs it with its grouping made deterministic: operators are visited in the
+order the builder made them (see `_builder_order`).
+
 nengo never merges ``SimProcess`` operators, so the operators that draw random
 numbers keep their identity and their random state (see `spike.rng`). Neither does
 Spike let it merge neuron operators that carry their own ``RandomState`` (stochastic
@@ -16,12 +23,14 @@ neuron types): nengo would make the merged operator draw from the first one's st
 change the spikes.
 """
 
+import contextlib
 import copy
 import dataclasses
 
+import nengo.builder.optimizer as nengo_optimizer
 from nengo.builder.neurons import SimNeurons
 from nengo.builder.operator import DotInc
-from nengo.builder.optimizer import optimize
+from nengo.builder.optimizer import OpMerger, optimize
 from nengo.utils.simulator import operator_dependency_graph
 
 from .plan import Route, stable_toposort
@@ -51,6 +60,37 @@ class _PeerModel:
 
     def add_op(self, op):
         self.operators.append(op)
+
+
+@contextlib.contextmanager
+def _builder_order(rank):
+    """Make nengo's optimizer visit operators by ``rank`` instead of set order.
+
+    The optimizer groups the operators it might merge with its module's ``groupby``,
+    whose input is a set; here each group lists its operators by ``rank`` (the
+    builder's order), and an operator the optimizer makes gets the lowest rank of
+    those it replaces (ranks stay unique: an operator is merged at most once at a
+    time). Nothing else in the optimizer depends on set order. nengo is pinned to
+    4.1.*, whose optimizer this follows.
+    """
+    groupby, merge = nengo_optimizer.groupby, OpMerger.merge
+    merge_attribute = OpMerger.__dict__["merge"]
+
+    def ranked_groupby(items, keyfunc=lambda item: item):
+        return groupby(sorted(items, key=rank.__getitem__), keyfunc)
+
+    def ranked_merge(ops):
+        merged_op, replacements = merge(ops)
+        rank[merged_op] = min(rank[op] for op in ops)
+        return merged_op, replacements
+
+    nengo_optimizer.groupby = ranked_groupby
+    OpMerger.merge = staticmethod(ranked_merge)
+    try:
+        yield rank
+    finally:
+        nengo_optimizer.groupby = groupby
+        OpMerger.merge = merge_attribute
 
 
 def merge_plan(plan):
@@ -84,7 +124,8 @@ def merge_plan(plan):
     model = _PeerModel(plan.ops, tracked)
     dg = operator_dependency_graph(model.operators)
     before = len(model.operators)
-    optimize(model, dg)
+    with _builder_order({op: i for i, op in enumerate(model.operators)}) as rank:
+        optimize(model, dg)
     tracked = model.sig["tracked"]
 
     def moved(kind, peer, route):
@@ -98,7 +139,6 @@ def merge_plan(plan):
     ]
     plan.bases = [tracked[("base", i)] for i in range(len(plan.bases))]
 
-    rank = {op: i for i, op in enumerate(model.operators)}
     ops = stable_toposort(model.operators, rank)
     plan.ops = ops
     plan.order = [positions.get(op, -1) for op in ops]

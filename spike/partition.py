@@ -75,6 +75,7 @@ class Actor:
     objects: list = field(default_factory=list)
     n_neurons: int = 0
     has_callables: bool = False
+    part: str = ""  # "part 2/4 (neurons 100:200)" for a part of a split ensemble
 
     @property
     def label(self):
@@ -84,7 +85,8 @@ class Actor:
         shown = main or self.objects
         names = ", ".join(str(o) for o in shown[:3])
         more = f" and {len(shown) - 3} more" if len(shown) > 3 else ""
-        return f"actor {self.index} ({names}{more})" if names else f"actor {self.index}"
+        part = f" {self.part}" if self.part else ""
+        return f"actor {self.index} ({names}{more}{part})" if names else f"actor {self.index}"
 
 
 @dataclass
@@ -106,7 +108,10 @@ class Partition:
         (keyed with the smaller index first).
     probe_actor : dict
         ``{probe: actor index or None}``: the actor holding the signal the probe
-        records; None where the signal is a constant no operator writes.
+        records; None where the signal is a constant no operator writes. For a probe
+        recorded in parts (a split ensemble's, see `spike.split`), its first part.
+    probe_part_actors : dict
+        ``{probe: [actor index or None per part]}`` for probes recorded in parts.
     object_actors : dict
         ``{NengoObject: set of actor indices}`` for every object that owns operators.
     object_home : dict
@@ -124,19 +129,23 @@ class Partition:
     probe_actor: dict
     object_actors: dict
     object_home: dict
+    probe_part_actors: dict = field(default_factory=dict)
 
 
 def _is_user_callable(op):
     return isinstance(op, SimPyFunc) and op.fn is not None
 
 
-def partition_model(model):
+def partition_model(model, split=None):
     """Divide ``model`` (a built `nengo.builder.Model`) into actors.
 
     Parameters
     ----------
     model : nengo.builder.Model
         A model whose network has been built.
+    split : SplitReport, optional
+        The ensembles `spike.split.split_ensembles` divided: their probes are
+        recorded in parts, and their parts' actors say which part they hold.
 
     Returns
     -------
@@ -183,6 +192,10 @@ def partition_model(model):
             actor.n_neurons += op.output.size
         if _is_user_callable(op):
             actor.has_callables = True
+        if split is not None and isinstance(op, SimNeurons) and op in split.part_of_op:
+            ens, k = split.part_of_op[op]
+            start, stop = split.splits[ens].bounds[k]
+            actor.part = f"part {k + 1}/{split.splits[ens].n_parts} (neurons {start}:{stop})"
 
     object_actors = {}
     object_home = {}
@@ -217,12 +230,20 @@ def partition_model(model):
             key = (min(source, target), max(source, target))
             links[key] = links.get(key, 0) + base.nbytes
 
-    probe_actor = {}
-    for probe in model.probes:
-        base = model.sig[probe]["in"].base
-        writers, updaters, _ = touched.get(base, ((), (), ()))
+    def actor_writing(signal):
+        writers, updaters, _ = touched.get(signal.base, ((), (), ()))
         writing = list(writers) + list(updaters)
-        probe_actor[probe] = actor_of_op[ops[writing[0]]] if writing else None
+        return actor_of_op[ops[writing[0]]] if writing else None
+
+    probe_actor = {}
+    probe_part_actors = {}
+    for probe in model.probes:
+        if split is not None and probe in split.probes:
+            signals = split.probes[probe].signals
+            probe_part_actors[probe] = [actor_writing(s) for s in signals]
+            probe_actor[probe] = probe_part_actors[probe][0]
+        else:
+            probe_actor[probe] = actor_writing(model.sig[probe]["in"])
         if probe_actor[probe] is not None:
             object_home[probe] = probe_actor[probe]
 
@@ -235,6 +256,7 @@ def partition_model(model):
         probe_actor=probe_actor,
         object_actors=object_actors,
         object_home=object_home,
+        probe_part_actors=probe_part_actors,
     )
 
 

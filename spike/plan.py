@@ -154,6 +154,8 @@ def make_plans(
     optimize=False,
     compile=False,
     matrix_dtype="float64",
+    rng_order=None,
+    probe_parts=None,
 ):
     """Divide ``model`` into one `PeerPlan` per peer.
 
@@ -173,8 +175,16 @@ def make_plans(
         Whether peers compile their step (see `PeerPlan.compile`).
     matrix_dtype : str, optional
         See `PeerPlan.matrix_dtype`.
+    rng_order : list of Operator, optional
+        The order random states are drawn in (`spike.rng`), if not ``order``: the
+        model's order before ensembles were split. Operators not in it (the parts
+        of split ensembles) get position -1 (they draw no random numbers).
+    probe_parts : dict, optional
+        ``{probe: ProbeParts}`` (`spike.split`): such a probe is recorded as one
+        `ProbePlan` per part, keyed ``len(model.probes) + j``; see `probe_record_keys`.
     """
     order = step_order(model) if order is None else order
+    rng_position = {op: i for i, op in enumerate(rng_order if rng_order is not None else order)}
     plans = [
         PeerPlan(
             peer=p,
@@ -186,7 +196,8 @@ def make_plans(
         for p in range(n_peers)
     ]
     replicated = set(partition.replicated_ops)
-    for position, op in enumerate(order):
+    for op in order:
+        position = rng_position.get(op, -1)
         if op in replicated:
             peers = range(n_peers)
         else:
@@ -212,15 +223,34 @@ def make_plans(
         plans[src].sends[dst] = Route(bases)
         plans[dst].recvs[src] = Route(bases)
 
+    record_keys = probe_record_keys(model.probes, probe_parts)
     for key, probe in enumerate(model.probes):
-        actor = partition.probe_actor[probe]
-        peer = 0 if actor is None else peer_of_actor[actor]
         period = 1 if probe.sample_every is None else probe.sample_every / model.dt
-        plans[peer].probes.append(
-            ProbePlan(key=key, signal=model.sig[probe]["in"], period=period)
-        )
+        if probe_parts and probe in probe_parts:
+            actors = partition.probe_part_actors[probe]
+            records = zip(record_keys[key], probe_parts[probe].signals, actors)
+        else:
+            records = [(key, model.sig[probe]["in"], partition.probe_actor[probe])]
+        for record_key, signal, actor in records:
+            peer = 0 if actor is None else peer_of_actor[actor]
+            plans[peer].probes.append(ProbePlan(key=record_key, signal=signal, period=period))
     _list_bases(plans, replicated)
     return plans
+
+
+def probe_record_keys(probes, probe_parts=None):
+    """``[[record key, ...] per probe]``: a probe's own index, or, for a probe
+    recorded in parts, one key per part counted on from ``len(probes)``."""
+    keys = []
+    extra = len(probes)
+    for index, probe in enumerate(probes):
+        if probe_parts and probe in probe_parts:
+            n = len(probe_parts[probe].signals)
+            keys.append(list(range(extra, extra + n)))
+            extra += n
+        else:
+            keys.append([index])
+    return keys
 
 
 def _list_bases(plans, replicated):

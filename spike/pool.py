@@ -80,12 +80,14 @@ class WorkerPool:
         self.address = f"tcp://{bind_host}:{port}"
         self.handles = {}
         self.idle = []
+        self.starting = []  # launched by `prestart`, hello not yet awaited
         self.counter = 0
         self.lock = threading.RLock()
 
     # -- starting and stopping processes ----------------------------------------
 
-    def _spawn(self, n):
+    def _launch(self, n, preload=False):
+        """Start ``n`` worker processes; return their handles (hello not awaited)."""
         env = dict(os.environ)
         env.update(WORKER_ENV)
         package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -99,21 +101,37 @@ class WorkerPool:
             cmd = [
                 sys.executable, "-m", "spike.worker",
                 "--control", self.address, "--id", wid, "--parent", str(os.getpid()),
-            ]
+            ] + (["--preload-compiler"] if preload else [])
             proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
             handle = WorkerHandle(wid, proc)
             self.handles[wid] = handle
             started.append(handle)
+        return started
+
+    def _await_hello(self, handles):
         deadline = time.monotonic() + HELLO_TIMEOUT
-        for handle in started:
+        for handle in handles:
             message = self.expect(handle, ("hello",), deadline - time.monotonic())
             handle.data_address = message.fields["data"]
             handle.host = message.fields.get("host", "localhost")
-        logger.info("started %d workers: %s", n, ", ".join(h.name for h in started))
-        return started
+        if handles:
+            logger.info("started %d workers: %s", len(handles), ", ".join(h.name for h in handles))
+        return handles
+
+    def prestart(self, n, preload=False):
+        """Start workers now, without waiting, so ``n`` are ready for `acquire`.
+
+        A Simulator calls this before it builds its model: the processes start, and
+        with ``preload`` import the compiler, while the client builds.
+        """
+        with self.lock:
+            live = [h for h in self.idle + self.starting if h.exit_status() is None]
+            missing = n - len(live)
+            if missing > 0:
+                self.starting.extend(self._launch(missing, preload))
 
     def acquire(self, n):
-        """``n`` workers for one Simulator, reusing idle ones first."""
+        """``n`` workers for one Simulator: idle ones first, then prestarted ones."""
         with self.lock:
             taken = []
             while self.idle and len(taken) < n:
@@ -122,8 +140,11 @@ class WorkerPool:
                     taken.append(handle)
                 else:
                     self.handles.pop(handle.wid, None)
+            starting = self.starting[: n - len(taken)]
+            del self.starting[: len(starting)]
+            taken.extend(self._await_hello(starting))
             if len(taken) < n:
-                taken.extend(self._spawn(n - len(taken)))
+                taken.extend(self._await_hello(self._launch(n - len(taken))))
             return taken
 
     def release(self, handles):
@@ -157,6 +178,8 @@ class WorkerPool:
                 self.handles.pop(handle.wid, None)
                 if handle in self.idle:
                     self.idle.remove(handle)
+                if handle in self.starting:
+                    self.starting.remove(handle)
                 if handle.proc.poll() is None:
                     if graceful:
                         try:
@@ -191,6 +214,7 @@ class WorkerPool:
                     handle.proc.wait()
             self.handles.clear()
             self.idle.clear()
+            self.starting.clear()
             self.router.close(linger=0)
             self.context.term()
             shm.remove_client_directory(self.pid)

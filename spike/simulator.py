@@ -12,13 +12,15 @@ from nengo.builder.signal import SignalDict
 from nengo.simulator import SimulationData
 from nengo.utils.progress import Progress, ProgressTracker
 
+from . import allocation as allocation_file
 from .exceptions import SpikeError
 from .model import make_model, recording_owners
 from .partition import partition_model
 from .placement import CLIENT, place
-from .plan import make_plans, step_order
+from .plan import make_plans, probe_record_keys, step_order
 from .pool import get_pool
 from .session import Session
+from .split import split_ensembles
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +86,16 @@ class Simulator:
         products hold their matrices in float32, halving the memory they read
         per step; state stays float64. Results then differ from nengo's by float32
         rounding.
+    max_neurons : int, optional
+        Ensembles with more neurons are split into ``ceil(n / max_neurons)``
+        sub-ensembles of (nearly) equal size, each placed on its own (see
+        `spike.split`): same results, up to the order of sums. An ensemble that
+        cannot be divided exactly stays whole, with a warning saying why.
+    allocation : str, optional
+        An allocation file from ``spike dry-run`` or ``spike rebalance``: which
+        worker runs each actor (see `spike.allocation`). It sets the number of
+        workers and ``max_neurons``; a file made for another model (or before an
+        object changed) is refused with `spike.allocation.AllocationError`.
 
     Attributes
     ----------
@@ -93,6 +105,8 @@ class Simulator:
     model : Model
     partition : Partition
         The model's actors (see `spike.partition`).
+    split : SplitReport
+        Which ensembles were split, and which could not be (see `spike.split`).
     placement : dict
         ``{actor index: peer}``; peer 0 is the client, ``k + 1`` is worker ``k``.
     """
@@ -109,6 +123,8 @@ class Simulator:
         assignments=None,
         compile=None,
         dtype="float64",
+        max_neurons=None,
+        allocation=None,
     ):
         self.closed = True  # until construction succeeds
         self._session = None
@@ -126,10 +142,18 @@ class Simulator:
                 f"must be 'float64' or 'float32' (got {dtype!r})", attr="dtype", obj=self
             )
         self.dtype = np.dtype(dtype).name
+        self.allocation = None
+        if allocation is not None:
+            self.allocation, max_neurons = self._load_allocation(
+                allocation, workers, max_neurons, assignments
+            )
+            workers = self.allocation["machines"] * self.allocation["workers_per_machine"]
         self.n_workers = default_workers() if workers is None else int(workers)
         if self.n_workers < 1:
             raise ValidationError("must be at least 1", attr="workers", obj=self)
 
+        # workers start (and import the compiler) while the model builds
+        get_pool().prestart(self.n_workers, preload=self.compile is not False)
         self.model = make_model(network, dt) if model is None else model
         progress = ProgressTracker(progress_bar, Progress("Building", "Build"))
         with progress:
@@ -139,19 +163,25 @@ class Simulator:
                         network, progress=progress.next_stage("Building", "Build")
                     )
             with progress.next_stage("Placing on workers", "Placement"):
+                self.split = self._split(max_neurons)
                 self._step_order = step_order(self.model)
-                self.partition = partition_model(self.model)
-                peers = place(self.partition, self.n_workers, assignments)
+                self.partition = partition_model(self.model, self.split)
+                if self.allocation is not None:
+                    peers = self._allocated_peers(allocation)
+                else:
+                    peers = place(self.partition, self.n_workers, assignments)
                 self.placement = dict(enumerate(peers))
                 plans = make_plans(
                     self.model, self.partition, peers, self.n_workers + 1,
                     order=self._step_order, optimize=optimize,
                     compile=self.compile, matrix_dtype=self.dtype,
+                    rng_order=self.model.spike_rng_order, probe_parts=self.split.probes,
                 )
+                self._probe_records = probe_record_keys(self.model.probes, self.split.probes)
             with progress.next_stage("Starting workers", "Start-up"):
                 self._session = Session(
                     plans,
-                    self._step_order,
+                    self.model.spike_rng_order,
                     get_pool(),
                     getattr(self.model, "spike_op_owner", {}),
                 )
@@ -166,6 +196,53 @@ class Simulator:
                 seed = np.random.randint(npext.maxint)
         self.closed = False
         self.reset(seed=seed)
+
+    @staticmethod
+    def _load_allocation(path, workers, max_neurons, assignments):
+        data = allocation_file.load(path)
+        wanted = data["machines"] * data["workers_per_machine"]
+        if workers is not None and int(workers) != wanted:
+            raise ValidationError(
+                f"{path} allocates {wanted} workers, but workers={workers}",
+                attr="workers",
+            )
+        made_with = data["model"].get("max_neurons")
+        if max_neurons is not None and max_neurons != made_with:
+            raise ValidationError(
+                f"{path} was made with max_neurons={made_with}, not {max_neurons}",
+                attr="max_neurons",
+            )
+        if assignments:
+            raise ValidationError(
+                "give either an allocation file or assignments, not both",
+                attr="assignments",
+            )
+        return data, made_with
+
+    def _allocated_peers(self, path):
+        """Peers of the actors, from the allocation file (checked against the model)."""
+        actors = self.partition.actors
+        allocation_file.check_matches(
+            self.allocation,
+            [allocation_file.actor_signature(a) for a in actors],
+            [a.label for a in actors],
+            path=str(path),
+        )
+        return [
+            CLIENT if entry["worker"] is None else entry["worker"] + 1
+            for entry in self.allocation["actors"]
+        ]
+
+    def _split(self, max_neurons):
+        """Split large ensembles (once per model: a pickled model keeps its split)."""
+        report = getattr(self.model, "spike_split", None)
+        if report is None:
+            # random states are drawn in the order of the model as nengo built it
+            self.model.spike_rng_order = step_order(self.model)
+            report = split_ensembles(self.model, max_neurons)
+            self.model.spike_split = report
+        self.max_neurons = max_neurons
+        return report
 
     def __del__(self):
         if not getattr(self, "closed", True):
@@ -191,6 +268,7 @@ class Simulator:
             "compile": self.compile,
             "dtype": self.dtype,
             "workers": self.n_workers,
+            "max_neurons": self.max_neurons,
             "closed": self.closed,
         }
 
@@ -205,6 +283,7 @@ class Simulator:
             workers=state["workers"],
             compile=state["compile"],
             dtype=state["dtype"],
+            max_neurons=state.get("max_neurons"),
         )
         if state["signals"]:
             self._session.restore(state["signals"], state["n_steps"])
@@ -224,8 +303,14 @@ class Simulator:
         if self.closed:
             return None
         snapshot = SignalDict()
-        for base, value in self._session.gather_signals().items():
+        values = self._session.gather_signals()
+        for base, value in values.items():
             dict.__setitem__(snapshot, base, value)
+        for split in self.split.splits.values():  # whole signals of split ensembles
+            for base, (axis, parts) in split.bases.items():
+                if all(p in values for p in parts):
+                    whole = np.concatenate([values[p] for p in parts], axis=axis)
+                    dict.__setitem__(snapshot, base, whole)
         return snapshot
 
     def __enter__(self):
@@ -334,8 +419,22 @@ class Simulator:
         self.run_steps(1, progress_bar=False)
 
     def _collect_probes(self):
-        for key, samples in self._session.take_probe_data().items():
-            self._sim_data[self.model.probes[key]].extend(samples)
+        records = self._session.take_probe_data()
+        for index, keys in enumerate(self._probe_records):
+            probe = self.model.probes[index]
+            if len(keys) == 1 and probe not in self.split.probes:
+                samples = records.get(keys[0])
+            else:  # recorded in parts: join the neurons, or add up the sums
+                parts = [records[k] for k in keys]
+                how = self.split.probes[probe]
+                if how.combine == "sum":
+                    samples = parts[0].copy()
+                    for part in parts[1:]:
+                        samples += part
+                else:
+                    samples = np.concatenate(parts, axis=1 + how.axis)
+            if samples is not None:
+                self._sim_data[probe].extend(samples)
 
     def trange(self, dt=None, sample_every=None):
         """Times of the probed samples (starting at ``dt``, not 0)."""

@@ -91,8 +91,12 @@ class Worker:
         Interface for the data socket.
     """
 
-    def __init__(self, control_address, worker_id, parent_pid=None, bind_host="127.0.0.1"):
+    def __init__(
+        self, control_address, worker_id, parent_pid=None, bind_host="127.0.0.1",
+        preload_compiler=False,
+    ):
         self.worker_id = worker_id
+        self.preload_compiler = preload_compiler
         self.parent_pid = parent_pid
         self.context = zmq.Context()
         self.control = self.context.socket(zmq.DEALER)
@@ -138,6 +142,8 @@ class Worker:
                 "data": self.data_address,
             },
         )
+        if self.preload_compiler:
+            preload_compiler()
         while self.running:
             if not self.control.poll(1000):
                 if not self.parent_alive():
@@ -245,6 +251,17 @@ class Worker:
         self.running = False
 
 
+def preload_compiler():
+    """Import PyTensor and Spike's lowerings now (about a second), if installed."""
+    from .compiler import available
+
+    if available():
+        from .compiler import load_pytensor
+
+        load_pytensor()
+        from .compiler import program  # noqa: F401  (imports the lowerings)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m spike.worker",
@@ -254,6 +271,10 @@ def main(argv=None):
     parser.add_argument("--id", required=True, help="this worker's identity")
     parser.add_argument("--parent", type=int, default=None, help="exit when this pid is gone")
     parser.add_argument("--bind-host", default="127.0.0.1", help="interface for data")
+    parser.add_argument(
+        "--preload-compiler", action="store_true",
+        help="import PyTensor right after saying hello (while the client builds)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=os.environ.get("SPIKE_LOG_LEVEL", "WARNING"),
@@ -264,7 +285,7 @@ def main(argv=None):
         if os.getppid() != args.parent:
             return 3
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    Worker(args.control, args.id, args.parent, args.bind_host).serve()
+    Worker(args.control, args.id, args.parent, args.bind_host, args.preload_compiler).serve()
     return 0
 
 

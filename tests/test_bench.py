@@ -11,23 +11,30 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_bench_runs_tiny_and_writes_json_and_markdown(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "bench.run", "--tiny", "--time", "0.02",
-         "--models", "stream,two_big", "--out", str(tmp_path)],
+         "--models", "two_big", "--out", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr
     data = json.loads((tmp_path / "results.json").read_text())
-    assert {r["model"] for r in data["results"]} == {"stream", "two_big"}
-    assert {(r["backend"], r["workers"]) for r in data["results"]} == {
-        ("nengo", None), ("spike", 1), ("spike", 2)
+    assert {r["model"] for r in data["results"]} == {"two_big"}
+    assert {r["config"] for r in data["results"]} == {
+        "nengo", "spike 1w", "spike 2w", "spike 1w compiled", "spike 2w compiled",
+        "spike 2w compiled float32", "spike 2w compiled cold cache",
+        "spike 2w split 5000", "spike 2w compiled split 5000",
     }
     for row in data["summary"]:
-        assert row["spike"]["2"]["run_speedup"] > 0
+        assert row["spike"]["spike 2w compiled"]["run_speedup"] > 0
+        assert row["best"]["config"] in row["spike"] and "cold" not in row["best"]["config"]
+        assert row["cold_build_ratio"] > 0
         assert row["roofline_s_per_step"] > 0
     for r in data["results"]:
         assert r["run_s"] > 0 and r["rss_client_mb"] > 0
         if r["backend"] == "spike":
             assert len(r["rss_workers_mb"]) >= 1
+    split = [r for r in data["results"] if "split" in r["config"]]
+    assert split and all(r["split_ensembles"] == 2 for r in split)
+    assert all(r["compute_imbalance"] >= 1 for r in split)
     assert data["exchange"]["two_workers_us_per_step"] > 0
     text = (tmp_path / "results.md").read_text()
-    assert text.index("## Ratios") < text.index("## Absolute figures")
+    assert text.index("## Best configuration") < text.index("## Absolute figures")
     assert "cores" in text and "GB/s" in text

@@ -6,6 +6,10 @@ cannot pass by falling back to Python), that each kernel matches nengo's numpy s
 bit for bit, and that the cache lives where Spike says.
 """
 
+import os
+import subprocess
+import sys
+
 import nengo
 import numpy as np
 import pytest
@@ -19,6 +23,8 @@ from spike.model import make_model
 from spike.partition import partition_model
 from spike.placement import place
 from spike.plan import make_plans
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 pytestmark = pytest.mark.skipif(
     not compiler.available(), reason="PyTensor/Numba not installed"
@@ -183,3 +189,68 @@ def test_pickled_compiled_simulator_continues():
             np.testing.assert_allclose(
                 copy.data[mine], ref.data[theirs], rtol=0, atol=1e-10
             )
+
+
+MERGE_SIGNATURE = """
+import hashlib, sys
+from bench import models
+from spike.model import make_model, recording_owners
+from spike.merge import merge_plan
+from spike.partition import partition_model
+from spike.placement import place
+from spike.plan import make_plans, step_order
+
+net, _ = models.TINY["stream"]()
+model = make_model(net, 0.001)
+with recording_owners(model):
+    model.build(net)
+partition = partition_model(model)
+plans = make_plans(model, partition, place(partition, 1, None), 2, order=step_order(model))
+merge_plan(plans[1])
+
+def describe(sig):
+    return (sig.shape, sig.base.shape, sig.elemoffset, sig.elemstrides)
+
+ops = [(type(op).__name__, [describe(s) for s in op.all_signals]) for op in plans[1].ops]
+print(len(ops), hashlib.sha256(repr(ops).encode()).hexdigest())
+"""
+
+
+def test_merged_operators_are_the_same_in_every_process():
+    """nengo's optimizer follows set order (memory addresses); Spike's use of it must
+    not, or compiled steps would miss the cache on every run."""
+    signatures = {
+        subprocess.run(
+            [sys.executable, "-c", MERGE_SIGNATURE],
+            cwd=ROOT, capture_output=True, text=True, check=True, timeout=120,
+        ).stdout.strip()
+        for _ in range(3)
+    }
+    assert len(signatures) == 1, signatures
+
+
+COMPILED_BUILD = """
+import spike
+from bench import models
+
+net, _ = models.TINY["stream"]()
+with spike.Simulator(net, workers=1, compile=True, progress_bar=False) as sim:
+    sim.run_steps(5)
+"""
+
+
+def test_second_build_of_a_model_compiles_nothing_new(tmp_path):
+    """Compile once per machine: a second process building the same (merged) model
+    finds all of its compiled code in the cache and writes nothing new."""
+    env = dict(os.environ, SPIKE_CACHE_DIR=str(tmp_path / "cache"))
+
+    def build_and_list():
+        subprocess.run(
+            [sys.executable, "-c", COMPILED_BUILD],
+            cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=600,
+        )
+        return sorted(p.name for p in (tmp_path / "cache").rglob("*") if p.is_file())
+
+    first = build_and_list()
+    assert any("fgraph" in name or "elemwise" in name for name in first), first
+    assert build_and_list() == first

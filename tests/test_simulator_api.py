@@ -159,3 +159,23 @@ def test_start_up_is_fast_once_workers_are_pooled():
         pids = {h.pid for h in first._session.handles.values()}
     with spike.Simulator(small_net(), workers=2, progress_bar=False) as second:
         assert {h.pid for h in second._session.handles.values()} == pids
+
+
+def test_workers_started_before_the_build_are_the_ones_used():
+    """`WorkerPool.prestart` launches workers while the client builds; `acquire`
+    hands those same processes out."""
+    from spike.pool import WorkerPool
+
+    pool = WorkerPool()
+    try:
+        pool.prestart(2)
+        launched = {h.pid for h in pool.starting}
+        assert len(launched) == 2
+        pool.prestart(2)  # enough are on their way: nothing more starts
+        assert {h.pid for h in pool.starting} == launched
+        handles = pool.acquire(2)
+        assert {h.pid for h in handles} == launched and not pool.starting
+        assert all(h.data_address for h in handles)
+    finally:
+        pool.shutdown()
+    assert all(h.exit_status() is not None for h in handles)

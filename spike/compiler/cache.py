@@ -12,6 +12,7 @@ filled by accident:
 clears it.
 """
 
+import logging
 import os
 import shutil
 import sys
@@ -44,6 +45,8 @@ def load_pytensor():
     global _pytensor
     if _pytensor is not None:
         return _pytensor
+    # PyTensor logs each config option it cannot use (no C compiler setup) at INFO
+    logging.getLogger("pytensor.configparser").setLevel(logging.WARNING)
     flags = [
         f"base_compiledir={pytensor_dir()}",
         "numba__fastmath=False",

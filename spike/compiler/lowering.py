@@ -24,6 +24,7 @@ from nengo.builder.probe import SimProbe
 from nengo.builder.processes import SimProcess
 from nengo.synapses import Alpha, LinearFilter, Lowpass
 
+from ..split import SplitSimPES
 from .kernels import BsrMatVec
 from .neurons import lower_neurons
 from .symbolic import NotLowerable
@@ -262,10 +263,13 @@ def batchable_filter(op, signals, dt):
 
 
 @Lowering.register(SimPES)
+@Lowering.register(SplitSimPES)
 def lower_sim_pes(op, signals, dt):
     pre = signals.read(op.pre_filtered)
     error = signals.read(op.error)
-    alpha = -op.learning_rate * dt / op.pre_filtered.shape[0]
+    # a part of a split ensemble scales by the whole ensemble's neuron count
+    n_neurons = getattr(op, "n_neurons_total", None) or op.pre_filtered.shape[0]
+    alpha = -op.learning_rate * dt / n_neurons
     signals.write(op.delta, pt_outer(signals, alpha * error, pre))
 
 

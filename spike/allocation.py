@@ -1,0 +1,305 @@
+"""Allocation files: which worker runs each actor, with the costs that decided it.
+
+An allocation is written by ``spike dry-run``, redistributed by ``spike rebalance``,
+summarized by ``spike stats`` and used by ``spike.Simulator(net, allocation=...)``.
+It is JSON (human-inspectable, never pickled)::
+
+    {"format": "spike-allocation", "version": 1,
+     "model": {"fingerprint": "...", "n_actors": 12, "n_neurons": 40000,
+               "max_neurons": 5000},
+     "calibration": {...},                  # seconds per unit of work (spike.cost)
+     "machines": 1, "workers_per_machine": 2,
+     "worker_baseline_bytes": 60000000,     # an idle worker's memory
+     "actors": [{"index": 0, "label": "...", "signature": "...", "neurons": 5000,
+                 "work": {...}, "seconds_per_step": 1e-4, "memory_bytes": 123,
+                 "client": false, "worker": 0}, ...],
+     "links": [[0, 3, 256], ...]}           # actor, actor, bytes per step
+
+Workers are numbered ``machine * workers_per_machine + k``. An allocation carries a
+fingerprint of the model's actors: a file made for another model, or for this one
+before an object changed, is refused with a message naming the first difference.
+"""
+
+import hashlib
+import heapq
+import json
+
+from .exceptions import AllocationError
+
+FORMAT = "spike-allocation"
+VERSION = 1
+
+
+def actor_signature(actor):
+    """What an actor is made of: its operator types and signal shapes, hashed."""
+    parts = []
+    for op in actor.ops:
+        shapes = ",".join("x".join(map(str, s.shape)) for s in op.all_signals)
+        parts.append(f"{type(op).__name__}({shapes})")
+    return hashlib.sha256(";".join(parts).encode()).hexdigest()[:16]
+
+
+def fingerprint(signatures):
+    return hashlib.sha256("|".join(signatures).encode()).hexdigest()[:24]
+
+
+# -- placing actors from their costs (pure logic) --------------------------------------
+
+
+def allocate(actors, links, n_workers):
+    """Assign a worker to every actor that is not kept in the client.
+
+    Parameters
+    ----------
+    actors : list of dict
+        With ``index``, ``seconds_per_step``, ``memory_bytes``, ``neurons``,
+        ``client`` (True: stays in the client) and optionally ``worker`` (fixed).
+    links : list of (int, int, int)
+        Bytes per step between two actors.
+    n_workers : int
+
+    Returns
+    -------
+    dict
+        ``{actor index: worker (0-based) or None for the client}``.
+
+    Actors with neurons are placed largest first on the worker with the least
+    compute so far, ties going to the one with the least memory (LPT with a heap);
+    the others (probes, passthrough nodes, filters) follow the actor they exchange
+    the most bytes with, so they add no traffic.
+    """
+    worker_of = {}
+    compute = [0.0] * n_workers
+    memory = [0] * n_workers
+    for a in actors:
+        if a.get("client"):
+            worker_of[a["index"]] = None
+        elif a.get("worker") is not None:
+            worker_of[a["index"]] = int(a["worker"])
+            compute[a["worker"]] += a["seconds_per_step"]
+            memory[a["worker"]] += a["memory_bytes"]
+    heap = [(compute[w], memory[w], w) for w in range(n_workers)]
+    heapq.heapify(heap)
+    big = [a for a in actors if a["index"] not in worker_of and a.get("neurons", 0) > 0]
+    for a in sorted(big, key=lambda a: (-a["seconds_per_step"], -a["memory_bytes"], a["index"])):
+        c, m, w = heapq.heappop(heap)
+        worker_of[a["index"]] = w
+        compute[w] = c + a["seconds_per_step"]
+        memory[w] = m + a["memory_bytes"]
+        heapq.heappush(heap, (compute[w], memory[w], w))
+
+    neighbours = {}
+    for a, b, nbytes in links:
+        neighbours.setdefault(a, []).append((b, nbytes))
+        neighbours.setdefault(b, []).append((a, nbytes))
+    by_index = {a["index"]: a for a in actors}
+    pending = [a["index"] for a in actors if a["index"] not in worker_of]
+    while pending:
+        waiting = []
+        for index in pending:
+            traffic = {}
+            for other, nbytes in neighbours.get(index, ()):
+                if other in worker_of and worker_of[other] is not None:
+                    w = worker_of[other]
+                    traffic[w] = traffic.get(w, 0) + nbytes
+            if not traffic and neighbours.get(index) and len(waiting) < len(pending) - 1:
+                waiting.append(index)  # wait until a neighbour is placed
+                continue
+            if traffic:
+                w = max(traffic, key=lambda w: (traffic[w], -compute[w], -w))
+            else:
+                w = min(range(n_workers), key=lambda w: (compute[w], w))
+            worker_of[index] = w
+            compute[w] += by_index[index]["seconds_per_step"]
+            memory[w] += by_index[index]["memory_bytes"]
+        if len(waiting) == len(pending):  # a cycle of followers: break it
+            index = waiting.pop(0)
+            w = min(range(n_workers), key=lambda w: (compute[w], w))
+            worker_of[index] = w
+            compute[w] += by_index[index]["seconds_per_step"]
+            memory[w] += by_index[index]["memory_bytes"]
+        pending = waiting
+    return worker_of
+
+
+def suggest_workers(actors, links, max_workers, exchange_seconds=15e-6):
+    """The worker count with the shortest estimated step.
+
+    A step takes as long as the busiest worker's compute, plus ``exchange_seconds``
+    per other worker it exchanges values with (measured by ``make bench``: about
+    15 µs on one host). More workers than that pays for is not suggested.
+    """
+    best, best_time = 1, None
+    for n in range(1, max(1, max_workers) + 1):
+        worker_of = allocate(actors, links, n)
+        step = step_estimate(actors, links, worker_of, n, exchange_seconds)
+        if best_time is None or step < best_time * 0.97:  # 3%: not worth a worker
+            best, best_time = n, step
+    return best, best_time
+
+
+def step_estimate(actors, links, worker_of, n_workers, exchange_seconds=15e-6):
+    compute = [0.0] * n_workers
+    for a in actors:
+        w = worker_of.get(a["index"])
+        if w is not None:
+            compute[w] += a["seconds_per_step"]
+    partners = [set() for _ in range(n_workers)]
+    for a, b, _ in links:
+        wa, wb = worker_of.get(a), worker_of.get(b)
+        if wa is not None and wb is not None and wa != wb:
+            partners[wa].add(wb)
+            partners[wb].add(wa)
+    return max(c + exchange_seconds * len(p) for c, p in zip(compute, partners))
+
+
+# -- figures ---------------------------------------------------------------------------
+
+
+def worker_totals(data):
+    """Per worker and per machine compute (s/step) and memory of an allocation.
+
+    ``memory_bytes`` is what the worker's actors hold; ``estimated_rss_bytes`` adds
+    an idle worker's baseline (Python, numpy, nengo), the figure to compare with a
+    worker's measured resident memory.
+    """
+    k = data["workers_per_machine"]
+    n_workers = data["machines"] * k
+    baseline = data.get("worker_baseline_bytes", 0)
+    workers = [
+        {"worker": w, "machine": w // k, "seconds_per_step": 0.0,
+         "memory_bytes": 0, "estimated_rss_bytes": baseline, "actors": 0, "neurons": 0}
+        for w in range(n_workers)
+    ]
+    for a in data["actors"]:
+        w = a.get("worker")
+        if w is None:
+            continue
+        workers[w]["seconds_per_step"] += a["seconds_per_step"]
+        workers[w]["memory_bytes"] += a["memory_bytes"]
+        workers[w]["estimated_rss_bytes"] += a["memory_bytes"]
+        workers[w]["actors"] += 1
+        workers[w]["neurons"] += a.get("neurons", 0)
+    machines = []
+    for m in range(data["machines"]):
+        mine = [w for w in workers if w["machine"] == m]
+        machines.append({
+            "machine": m,
+            "seconds_per_step": sum(w["seconds_per_step"] for w in mine),
+            "memory_bytes": sum(w["memory_bytes"] for w in mine),
+            "workers": len(mine),
+        })
+    return workers, machines
+
+
+def imbalance(values):
+    """max / mean (1.0 is perfect balance)."""
+    values = list(values)
+    mean = sum(values) / len(values) if values else 0
+    return max(values) / mean if mean else 1.0
+
+
+def stats(data):
+    """The figures ``spike stats`` prints (and ``--json`` gives scripts)."""
+    workers, machines = worker_totals(data)
+    return {
+        "workers": workers,
+        "machines": machines,
+        "compute_imbalance": imbalance(w["seconds_per_step"] for w in workers),
+        "memory_imbalance": imbalance(w["memory_bytes"] for w in workers),
+        "machine_compute_imbalance": imbalance(m["seconds_per_step"] for m in machines),
+        "machine_memory_imbalance": imbalance(m["memory_bytes"] for m in machines),
+        "estimated_seconds_per_step": max(w["seconds_per_step"] for w in workers),
+        "n_actors": len(data["actors"]),
+        "n_workers": len(workers),
+    }
+
+
+# -- files -------------------------------------------------------------------------------
+
+
+def make_allocation(actor_entries, links, n_machines, workers_per_machine, model_info,
+                    calibration, baseline_bytes=0):
+    """A new allocation dict (see the module docstring)."""
+    entries = [dict(a, worker=None) for a in actor_entries]
+    worker_of = allocate(entries, links, n_machines * workers_per_machine)
+    for a in entries:
+        a["worker"] = worker_of[a["index"]]
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": model_info,
+        "calibration": calibration,
+        "machines": n_machines,
+        "workers_per_machine": workers_per_machine,
+        "worker_baseline_bytes": baseline_bytes,
+        "actors": entries,
+        "links": [list(link) for link in links],
+    }
+
+
+def rebalance(data, n_machines, workers_per_machine):
+    """``data`` redistributed over ``n_machines`` of ``workers_per_machine`` each."""
+    entries = [{k: v for k, v in a.items() if k != "worker"} for a in data["actors"]]
+    return make_allocation(
+        entries, data["links"], n_machines, workers_per_machine, data["model"],
+        data.get("calibration", {}), data.get("worker_baseline_bytes", 0),
+    )
+
+
+def save(data, path):
+    with open(path, "w") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+
+
+def load(path):
+    """Read and check an allocation file; raise `AllocationError` saying what is wrong."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except OSError as e:
+        raise AllocationError(f"cannot read allocation file {path}: {e}") from None
+    except ValueError as e:
+        raise AllocationError(f"{path} is not a JSON allocation file: {e}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise AllocationError(f"{path} is not a Spike allocation file (no format {FORMAT!r})")
+    if data.get("version") != VERSION:
+        raise AllocationError(
+            f"{path} is allocation format version {data.get('version')!r}; this Spike "
+            f"reads version {VERSION}"
+        )
+    try:
+        n_workers = int(data["machines"]) * int(data["workers_per_machine"])
+        for a in data["actors"]:
+            w = a["worker"]
+            if w is not None and not (isinstance(w, int) and 0 <= w < n_workers):
+                raise AllocationError(
+                    f"{path}: actor {a['index']} is on worker {w!r}, but the file has "
+                    f"{n_workers} workers"
+                )
+            float(a["seconds_per_step"])
+            int(a["memory_bytes"])
+        for link in data["links"]:
+            a, b, nbytes = link
+    except (KeyError, TypeError, ValueError) as e:
+        raise AllocationError(f"{path}: malformed allocation ({e!r})") from None
+    return data
+
+
+def check_matches(data, signatures, labels, path="the allocation"):
+    """Raise `AllocationError` unless ``data`` was made for actors with ``signatures``."""
+    mine = data["actors"]
+    if len(mine) != len(signatures):
+        raise AllocationError(
+            f"{path} was made for a model with {len(mine)} actors, but this model has "
+            f"{len(signatures)}: the model (or max_neurons) changed; run "
+            "`spike dry-run` again"
+        )
+    for entry, signature, label in zip(mine, signatures, labels):
+        if entry.get("signature") != signature:
+            raise AllocationError(
+                f"{path} does not match this model: {label} differs from the file's "
+                f"{entry.get('label', 'actor ' + str(entry.get('index')))} (an object "
+                "changed); run `spike dry-run` again"
+            )

@@ -1,0 +1,197 @@
+"""What each actor costs per step (compute) and holds (memory), from the built model.
+
+Compute is counted in four kinds of work, each with a calibrated time per unit:
+
+==============  ===========================================================
+``neurons``     neuron updates (one per neuron per ``SimNeurons``)
+``macs``        multiply-adds of encoders, decoders, transforms, learning
+``elements``    elements copied, reset, filtered or added elementwise
+``operators``   operators run (Python overhead per operator when interpreted)
+==============  ===========================================================
+
+`calibrate` measures the four times on this machine with short numpy runs of the
+same kinds of work (a few hundred milliseconds: the *dry run*'s measurement, as
+neurodamus measures memory per cell type before placing); the constants are kept
+with the results (`Calibration.to_dict`) so an allocation says what it assumed.
+
+Memory is the bytes of every signal an actor holds (matrices, state, inputs), each
+counted once, plus its probes' buffers for a given simulated time. A worker also
+holds a copy of each mutable signal's initial value (to reset), and a fixed baseline
+(Python, numpy, nengo: measured from a live worker by `spike dry-run`).
+"""
+
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from nengo.builder.learning_rules import SimBCM, SimOja, SimPES, SimVoja
+from nengo.builder.neurons import SimNeurons
+from nengo.builder.operator import (
+    BsrDotInc,
+    Copy,
+    DotInc,
+    ElementwiseInc,
+    Reset,
+    SparseDotInc,
+)
+from nengo.builder.processes import SimProcess
+
+WORK_KINDS = ("neurons", "macs", "elements", "operators")
+
+
+def op_work(op):
+    """``{kind: units}`` of work one operator does per step."""
+    work = dict.fromkeys(WORK_KINDS, 0)
+    work["operators"] = 1
+    if isinstance(op, SimNeurons):
+        work["neurons"] = op.J.size
+    elif isinstance(op, (SparseDotInc, BsrDotInc)):
+        data = op.A.initial_value
+        work["macs"] = int(getattr(data, "nnz", data.size))
+    elif isinstance(op, DotInc):
+        work["macs"] = op.A.size
+    elif isinstance(op, ElementwiseInc):
+        work["elements"] = max(op.Y.size, op.A.size, op.X.size)
+    elif isinstance(op, (Copy, Reset)):
+        work["elements"] = op.dst.size
+    elif isinstance(op, SimProcess):
+        state = sum(s.size for s in op.state.values())
+        work["elements"] = op.output.size + state
+    elif isinstance(op, (SimPES, SimBCM, SimOja, SimVoja)):
+        work["macs"] = op.delta.size
+    return work
+
+
+@dataclass
+class ActorCost:
+    """Work per step and bytes held by one actor."""
+
+    work: dict
+    memory_bytes: int
+    probe_bytes_per_s: int
+    seconds_per_step: float = 0.0
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def actor_costs(model, partition, calibration, dt=None):
+    """An `ActorCost` for each actor of ``partition`` (same order)."""
+    dt = model.dt if dt is None else dt
+    probes_of = {}
+    for probe, actor in partition.probe_actor.items():
+        if actor is not None:
+            probes_of.setdefault(actor, []).append(probe)
+    costs = []
+    for actor in partition.actors:
+        work = dict.fromkeys(WORK_KINDS, 0)
+        bases = {}
+        for op in actor.ops:
+            for kind, units in op_work(op).items():
+                work[kind] += units
+            for sig in op.all_signals:
+                bases[id(sig.base)] = sig.base
+        memory = 0
+        for base in bases.values():
+            nbytes = signal_bytes(base)
+            # a mutable signal is held twice: its value and its initial value
+            memory += nbytes if base.readonly else 2 * nbytes
+        probe_bytes = 0
+        for probe in probes_of.get(actor.index, ()):
+            sig = model.sig[probe]["in"]
+            period = 1 if probe.sample_every is None else probe.sample_every / dt
+            probe_bytes += int(sig.size * 8 / (dt * period))
+        cost = ActorCost(work, memory, probe_bytes)
+        cost.seconds_per_step = calibration.seconds(work)
+        costs.append(cost)
+    return costs
+
+
+def signal_bytes(sig):
+    value = sig.initial_value
+    if hasattr(value, "data") and hasattr(value, "indices"):  # scipy sparse
+        return int(value.data.nbytes + value.indices.nbytes + value.indptr.nbytes)
+    return int(getattr(value, "nbytes", sig.size * 8))
+
+
+@dataclass
+class Calibration:
+    """Seconds per unit of each kind of work, measured on one machine."""
+
+    seconds_per_unit: dict
+    machine: dict = field(default_factory=dict)
+    measured_at: str = ""
+
+    def seconds(self, work):
+        return float(sum(self.seconds_per_unit[k] * work.get(k, 0) for k in WORK_KINDS))
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        units = {k: float(data["seconds_per_unit"][k]) for k in WORK_KINDS}
+        return cls(units, dict(data.get("machine", {})), str(data.get("measured_at", "")))
+
+
+DEFAULT_CALIBRATION = Calibration(
+    {"neurons": 2.5e-8, "macs": 1.0e-9, "elements": 2.0e-9, "operators": 3.0e-6},
+    {"note": "defaults (2-core AMD EPYC, numpy 2.3); run `spike dry-run` to measure"},
+)
+
+
+def _best_time(function, repeats):
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def calibrate(repeats=20):
+    """Measure seconds per neuron update, multiply-add, element and operator here."""
+    import nengo
+
+    rng = np.random.default_rng(0)
+    n = 20000
+    lif = nengo.LIF()
+    J = rng.uniform(0, 3, n)
+    out = np.zeros(n)
+    voltage = np.zeros(n)
+    refractory = np.zeros(n)
+    per_neuron = _best_time(
+        lambda: lif.step(0.001, J, out, voltage, refractory), repeats
+    ) / n
+
+    A = rng.standard_normal((64, 8000))
+    x = rng.standard_normal(8000)
+    y = np.zeros(64)
+    per_mac = _best_time(lambda: np.dot(A, x, out=y), repeats) / A.size
+
+    a = rng.standard_normal(200000)
+    b = np.zeros_like(a)
+    per_element = _best_time(lambda: np.add(b, a, out=b), repeats) / a.size
+
+    small = np.zeros(4)
+
+    def many_small():
+        for _ in range(1000):
+            small[...] = 0.0
+
+    per_operator = _best_time(many_small, max(repeats // 4, 3)) / 1000
+
+    import datetime
+
+    return Calibration(
+        {
+            "neurons": per_neuron,
+            "macs": per_mac,
+            "elements": per_element,
+            "operators": per_operator,
+        },
+        {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
+         "numpy": np.__version__},
+        datetime.datetime.now().isoformat(timespec="seconds"),
+    )

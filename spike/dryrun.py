@@ -1,0 +1,163 @@
+"""The dry run: build, split, measure, estimate, and allocate, without simulating.
+
+As neurodamus does before a large run, ``spike dry-run`` builds the model, measures
+this machine (`spike.cost.calibrate`, and an idle worker's memory), estimates every
+actor's compute and memory, and writes ``memory_usage.json`` (per object and per
+actor) and an allocation file (`spike.allocation`) that ``spike.Simulator(net,
+allocation=...)`` follows.
+"""
+
+import os
+from dataclasses import dataclass
+
+from . import allocation as alloc
+from .cost import WORK_KINDS, actor_costs, calibrate, op_work, signal_bytes
+from .model import make_model, recording_owners
+from .partition import partition_model
+from .plan import step_order
+from .split import split_ensembles
+
+
+@dataclass
+class DryRun:
+    """What a dry run found (see `dry_run`)."""
+
+    model: object
+    partition: object
+    split: object
+    calibration: object
+    costs: list
+    allocation: dict
+    memory_usage: dict
+    suggested_workers: int
+
+
+def build_for_placement(network, dt=0.001, max_neurons=None):
+    """Build ``network`` as `spike.Simulator` does; return (model, split, partition)."""
+    model = make_model(network, dt)
+    with recording_owners(model):
+        model.build(network)
+    model.spike_rng_order = step_order(model)
+    split = split_ensembles(model, max_neurons)
+    model.spike_split = split
+    partition = partition_model(model, split)
+    return model, split, partition
+
+
+def actor_entries(partition, costs):
+    """The ``actors`` list of an allocation file."""
+    entries = []
+    for actor, cost in zip(partition.actors, costs):
+        entries.append({
+            "index": actor.index,
+            "label": actor.label,
+            "signature": alloc.actor_signature(actor),
+            "neurons": actor.n_neurons,
+            "work": cost.work,
+            "seconds_per_step": cost.seconds_per_step,
+            "memory_bytes": cost.memory_bytes,
+            "probe_bytes_per_s": cost.probe_bytes_per_s,
+            "client": bool(actor.has_callables),
+        })
+    return entries
+
+
+def partition_links(partition):
+    return [[a, b, int(n)] for (a, b), n in sorted(partition.links.items())]
+
+
+def memory_usage(model, partition, costs, calibration, baseline_bytes):
+    """Per-object and per-actor memory and compute (``memory_usage.json``)."""
+    owners = getattr(model, "spike_op_owner", {})
+    objects = {}
+    counted = set()
+
+    def entry(owner):
+        key = id(owner)
+        if key not in objects:
+            objects[key] = {
+                "object": str(owner) if owner is not None else "model (clock)",
+                "type": type(owner).__name__ if owner is not None else "Model",
+                "work": dict.fromkeys(WORK_KINDS, 0),
+                "memory_bytes": 0,
+            }
+        return objects[key]
+
+    for op in model.operators:
+        e = entry(owners.get(op))
+        for kind, units in op_work(op).items():
+            e["work"][kind] += units
+        for sig in op.all_signals:
+            if id(sig.base) not in counted:
+                counted.add(id(sig.base))
+                nbytes = signal_bytes(sig.base)
+                e["memory_bytes"] += nbytes if sig.base.readonly else 2 * nbytes
+    for e in objects.values():
+        e["seconds_per_step"] = calibration.seconds(e["work"])
+    return {
+        "format": "spike-memory-usage",
+        "version": 1,
+        "calibration": calibration.to_dict(),
+        "worker_baseline_bytes": baseline_bytes,
+        "total_memory_bytes": sum(c.memory_bytes for c in costs),
+        "total_seconds_per_step": sum(c.seconds_per_step for c in costs),
+        "n_neurons": sum(a.n_neurons for a in partition.actors),
+        "objects": sorted(objects.values(), key=lambda e: -e["memory_bytes"]),
+        "actors": [
+            dict(index=a.index, label=a.label, **c.to_dict())
+            for a, c in zip(partition.actors, costs)
+        ],
+    }
+
+
+def worker_baseline_bytes():
+    """Resident memory of an idle Spike worker on this machine (started and kept
+    in the pool, so later Simulators reuse it)."""
+    from .pool import get_pool
+
+    pool = get_pool()
+    handles = pool.acquire(1)
+    try:
+        with open(f"/proc/{handles[0].pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return 0
+    finally:
+        pool.release(handles)
+    return 0
+
+
+def dry_run(network, dt=0.001, max_neurons=None, n_workers=None, max_workers=None,
+            measure_baseline=True):
+    """Build ``network``, measure this machine, estimate and allocate.
+
+    Parameters
+    ----------
+    n_workers : int, optional
+        Workers to allocate for (default: the suggested number).
+    max_workers : int, optional
+        Largest worker count considered for the suggestion (default: the cores).
+    """
+    model, split, partition = build_for_placement(network, dt, max_neurons)
+    calibration = calibrate()
+    costs = actor_costs(model, partition, calibration)
+    baseline = worker_baseline_bytes() if measure_baseline else 0
+    entries = actor_entries(partition, costs)
+    links = partition_links(partition)
+    suggested, _ = alloc.suggest_workers(entries, links, max_workers or os.cpu_count() or 1)
+    n = n_workers or suggested
+    info = {
+        "fingerprint": alloc.fingerprint([e["signature"] for e in entries]),
+        "n_actors": len(entries),
+        "n_neurons": sum(e["neurons"] for e in entries),
+        "max_neurons": max_neurons,
+        "dt": dt,
+        "split": {str(ens): s.n_parts for ens, s in split.splits.items()},
+    }
+    allocation = alloc.make_allocation(
+        entries, links, 1, n, info, calibration.to_dict(), baseline
+    )
+    usage = memory_usage(model, partition, costs, calibration, baseline)
+    return DryRun(model, partition, split, calibration, costs, allocation, usage, suggested)
