@@ -36,7 +36,7 @@ setup(
         ],
     },
     entry_points={
-        "console_scripts": ["spike=spike.cli:main"],
+        "console_scripts": ["spike=spike.cli:main", "spike-daemon=spike.daemon:main"],
         "nengo.backends": ["spike=spike:Simulator"],
     },
 )

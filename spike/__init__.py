@@ -4,6 +4,7 @@
 """
 
 from .exceptions import (
+    HostError,
     PlacementError,
     ProtocolError,
     SpikeError,
@@ -23,6 +24,7 @@ __all__ = [
     "WorkerError",
     "WorkerDied",
     "ProtocolError",
+    "HostError",
     "shutdown",
     "__version__",
 ]

@@ -1,6 +1,7 @@
 """The ``spike`` command line.
 
-``spike run model.py`` runs a Nengo model script on local workers: the script must
+``spike run model.py`` runs a Nengo model script on local workers (or, with
+``--hosts``, on the spike-daemons of a hostfile's hosts): the script must
 define ``model``, a `nengo.Network` (it is run with ``__name__ == "__spike__"``, so a
 ``if __name__ == "__main__":`` block in it is skipped). Probe data are saved to an
 ``.npz`` file, a summary is printed, and ``--plot`` draws the probes.
@@ -104,6 +105,7 @@ def cmd_run(args):
         progress_bar=not args.no_progress,
         compile={"auto": "auto", "yes": True, "no": False}[args.compile],
         dtype=args.dtype,
+        **host_options(args),
     )
     with sim:
         build_seconds = time.perf_counter() - start
@@ -125,6 +127,64 @@ def cmd_run(args):
     if args.plot:
         plot(sim, probes, args.plot)
         print(f"plot: {args.plot}")
+    return 0
+
+
+def host_options(args):
+    """Simulator keywords for ``--hosts``, ``--ssh``, ``--skip-unreachable``, ``--keys``."""
+    if not getattr(args, "hosts", None):
+        return {}
+    return {
+        "hosts": args.hosts,
+        "ssh": args.ssh,
+        "on_unreachable": "skip" if args.skip_unreachable else "error",
+        "keys": args.keys,
+    }
+
+
+def add_host_arguments(parser, run=False):
+    parser.add_argument(
+        "--hosts", metavar="HOSTFILE", required=not run,
+        help="hostfile: one `host[:port] [slots=N]` a line, '#' comments"
+        + (" (run the workers on these hosts' spike-daemons)" if run else ""),
+    )
+    parser.add_argument(
+        "--keys", metavar="DIR", default=None,
+        help="key directory (default $SPIKE_KEYS_DIR or ~/.config/spike/keys)",
+    )
+    if run:
+        parser.add_argument(
+            "--ssh", action="store_true",
+            help="start the daemons over SSH for this run and stop them after",
+        )
+        parser.add_argument(
+            "--skip-unreachable", action="store_true",
+            help="leave out hosts that are down, unreachable or busy (default: error)",
+        )
+
+
+def cmd_keys(args):
+    from . import keys
+
+    directory = args.dir or keys.default_keys_dir()
+    if args.show:
+        for name in (keys.CLIENT, keys.DAEMON):
+            path = os.path.join(directory, f"{name}.key")
+            if os.path.exists(path):
+                print(f"{name}: {keys.load_public(path).decode()}")
+        for key in sorted(keys.authorized_clients(directory)):
+            print(f"authorized client: {key.decode()}")
+        return 0
+    made = keys.make_cluster_keys(directory, force=args.force)
+    print(f"keys in {directory}:")
+    print(f"  client.key / client.key_secret   client {made['client'].decode()}")
+    print(f"  daemon.key / daemon.key_secret   daemon {made['daemon'].decode()}")
+    print("  authorized/client.key            lets this client use the daemons")
+    print(
+        "Copy the directory to each host (daemon.key_secret and authorized/ are what a "
+        "daemon needs; `spike cluster start --ssh` and `spike run --ssh` copy them for "
+        "you), and keep client.key_secret to yourself."
+    )
     return 0
 
 
@@ -185,7 +245,23 @@ def build_parser():
         help="dtype of compiled products' matrices (float32 halves their traffic; "
         "results then differ from nengo's by float32 rounding)",
     )
+    add_host_arguments(run, run=True)
     run.set_defaults(func=cmd_run)
+
+    keys = commands.add_parser(
+        "keys",
+        help="create the CURVE keys that secure traffic between hosts",
+        description="Create a client keypair and a daemon keypair (ZeroMQ CURVE) in a "
+        "key directory, and authorize the client to use the daemons. Secret files "
+        "are mode 0600. Existing keys are kept unless --force.",
+    )
+    keys.add_argument(
+        "--dir", default=None,
+        help="key directory (default $SPIKE_KEYS_DIR or ~/.config/spike/keys)",
+    )
+    keys.add_argument("--force", action="store_true", help="replace existing keys")
+    keys.add_argument("--show", action="store_true", help="print the public keys only")
+    keys.set_defaults(func=cmd_keys)
 
     cache = commands.add_parser(
         "cache",
@@ -200,6 +276,8 @@ def build_parser():
 
 
 def main(argv=None):
+    from .exceptions import HostError, HostfileError, KeyFileError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -209,7 +287,11 @@ def main(argv=None):
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (HostError, HostfileError, KeyFileError) as e:
+        print(f"spike: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -70,6 +70,11 @@ class WorkerHandle:
 class WorkerPool:
     """Worker processes on this host, reachable over one ZeroMQ ROUTER socket."""
 
+    shared_memory = True
+    """Peers on this host may exchange values through `spike.shm` rings."""
+    data_curve = None
+    """CURVE keys for data sockets (None: plain TCP on loopback)."""
+
     def __init__(self, bind_host="127.0.0.1"):
         self.pid = os.getpid()
         self.context = zmq.Context()
@@ -194,6 +199,11 @@ class WorkerPool:
             self.router.close(linger=0)
             self.context.term()
             shm.remove_client_directory(self.pid)
+
+    def bind_data(self, socket):
+        """Bind a peer's data (PULL) socket where this pool's workers reach it."""
+        port = socket.bind_to_random_port("tcp://127.0.0.1")
+        return f"tcp://127.0.0.1:{port}"
 
     # -- messages ----------------------------------------------------------------
 

@@ -77,8 +77,7 @@ class Session:
         self.pull = pool.context.socket(zmq.PULL)
         self.pull.setsockopt(zmq.LINGER, 0)
         self.pull.setsockopt(zmq.RCVHWM, 0)
-        port = self.pull.bind_to_random_port("tcp://127.0.0.1")
-        self.address = f"tcp://127.0.0.1:{port}"
+        self.address = pool.bind_data(self.pull)
 
         self.handles = {}
         self.client = None
@@ -112,6 +111,7 @@ class Session:
                     {dst: addresses[dst] for dst in plans[0].sends},
                     wait_hook=self.watch,
                     channels=channels[CLIENT],
+                    curve=pool.data_curve,
                 )
         except BaseException:
             self.close(failed=True)
@@ -127,7 +127,11 @@ class Session:
         ``SPIKE_EXCHANGE=zmq`` sends everything over ZeroMQ instead.
         """
         channels = {p.peer: {"send": {}, "recv": {}} for p in self.plans}
-        if os.environ.get("SPIKE_EXCHANGE", "shm") == "zmq" or not shm.available():
+        if (
+            os.environ.get("SPIKE_EXCHANGE", "shm") == "zmq"
+            or not shm.available()
+            or not self.pool.shared_memory
+        ):
             return channels
         here = socket.gethostname()
         local = {CLIENT} | {p for p, h in self.handles.items() if h.host == here}
