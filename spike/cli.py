@@ -188,6 +188,43 @@ def cmd_keys(args):
     return 0
 
 
+def cmd_cluster(args):
+    import json
+
+    from . import clusterctl
+
+    if args.action == "start":
+        failures = clusterctl.start(
+            args.hosts, keys_dir=args.keys, ssh=args.ssh, state_dir=args.state_dir
+        )
+    elif args.action == "stop":
+        failures = clusterctl.stop(args.hosts, keys_dir=args.keys)
+    else:
+        with clusterctl.Query(args.hosts, args.keys) as query:
+            statuses = query.ask()
+        if args.json:
+            print(json.dumps(statuses, indent=1))
+        else:
+            print(clusterctl.render(statuses))
+        failures = {h: s["error"] for h, s in statuses.items() if "error" in s}
+    for host, reason in failures.items():
+        print(f"spike: {reason}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def cmd_monitor(args):
+    from . import clusterctl
+
+    try:
+        clusterctl.monitor(
+            args.hosts, keys_dir=args.keys, interval=args.interval, once=args.once,
+            as_json=args.json,
+        )
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def cmd_cache(args):
     from .compiler import cache
 
@@ -262,6 +299,48 @@ def build_parser():
     keys.add_argument("--force", action="store_true", help="replace existing keys")
     keys.add_argument("--show", action="store_true", help="print the public keys only")
     keys.set_defaults(func=cmd_keys)
+
+    cluster = commands.add_parser(
+        "cluster",
+        help="start, stop or query the spike-daemons of a hostfile",
+        description="Manage long-lived spike-daemons. `start` starts a daemon for "
+        "each host not already answering: over SSH with --ssh, else as a detached "
+        "process for hosts that are addresses of this machine (log in --state-dir). "
+        "`stop` asks each daemon to stop, with its workers. `status` prints each "
+        "host's CPU, memory, workers and steps per second (--json for scripts). Exit "
+        "status 1 if any host failed.",
+    )
+    cluster.add_argument("action", choices=["start", "stop", "status"])
+    add_host_arguments(cluster)
+    cluster.add_argument(
+        "--ssh", action="store_true",
+        help="start: start remote daemons over SSH (paramiko, ~/.ssh/config, "
+        "known_hosts checked)",
+    )
+    cluster.add_argument(
+        "--state-dir", default=None,
+        help="start: logs and pid files of local daemons (default ~/.local/state/spike)",
+    )
+    cluster.add_argument("--json", action="store_true", help="status: print JSON")
+    cluster.set_defaults(func=cmd_cluster)
+
+    monitor = commands.add_parser(
+        "monitor",
+        help="live view of the hosts: CPU, memory, workers, steps per second",
+        description="A live terminal view of every host of a hostfile: CPU and memory "
+        "use, load, workers, steps per second, and the share of time workers wait for "
+        "their peers (time off the CPU while stepping). Ctrl-C quits.",
+    )
+    add_host_arguments(monitor)
+    monitor.add_argument("--once", action="store_true", help="print one view and exit")
+    monitor.add_argument(
+        "--json", action="store_true",
+        help="print JSON lines ({time, hosts: {host: status}}) instead of a table",
+    )
+    monitor.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between refreshes (default 1)"
+    )
+    monitor.set_defaults(func=cmd_monitor)
 
     cache = commands.add_parser(
         "cache",

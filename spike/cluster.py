@@ -159,10 +159,10 @@ class HostLinks(threading.Thread):
             return link.lost
         if not link.handshake:
             return (
-                f"no answer within {timeout:g} s (daemon not running, host down or "
+                f"no answer within {timeout:.1f} s (daemon not running, host down or "
                 "unreachable, or the daemon does not hold the key we expect)"
             )
-        return f"the daemon did not answer within {timeout:g} s"
+        return f"the daemon did not answer within {timeout:.1f} s"
 
     def stop(self):
         self.stopping.set()

@@ -578,3 +578,107 @@ def test_spike_run_on_hosts(daemons, keys_dir, tmp_path):
     result = subprocess.run(args + ["--skip-unreachable"], capture_output=True, text=True,
                             env=env(), timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+# -- spike cluster and spike monitor ----------------------------------------------------
+
+
+def spike_cli(*args, timeout=120):
+    return subprocess.run(
+        [sys.executable, "-m", "spike.cli", *args],
+        capture_output=True, text=True, env=env(), timeout=timeout,
+    )
+
+
+def test_cluster_start_status_stop(keys_dir, tmp_path):
+    import json
+
+    hostfile = tmp_path / "hosts.txt"
+    ports = [free_port(), free_port()]
+    hostfile.write_text(f"127.0.0.1:{ports[0]} slots=2\n127.0.0.1:{ports[1]} slots=3\n")
+    state = tmp_path / "state"
+    common = ["--hosts", str(hostfile), "--keys", keys_dir]
+    pids = []
+    try:
+        result = spike_cli("cluster", "start", *common, "--state-dir", str(state))
+        assert result.returncode == 0, result.stderr
+        pids = [int(line.rsplit("pid ", 1)[1].rstrip(")")) for line in result.stdout.splitlines()]
+        assert len(pids) == 2 and all(pid_alive(p) for p in pids)
+        assert listening_addresses(ports[0]) == ["0100007F"]
+        again = spike_cli("cluster", "start", *common, "--state-dir", str(state))
+        assert again.returncode == 0 and again.stdout.count("already running") == 2
+        status = spike_cli("cluster", "status", *common, "--json")
+        assert status.returncode == 0, status.stderr
+        statuses = json.loads(status.stdout)
+        assert [statuses[f"127.0.0.1:{p}"]["slots"] for p in ports] == [2, 3]
+        assert sorted(s["pid"] for s in statuses.values()) == sorted(pids)
+        # the daemons serve jobs
+        with spike.Simulator(long_model(), hosts=str(hostfile), workers=2, keys=keys_dir,
+                             progress_bar=False) as sim:
+            sim.run_steps(10)
+        stopped = spike_cli("cluster", "stop", *common)
+        assert stopped.returncode == 0 and stopped.stdout.count("stopped") == 2
+        assert wait_gone(pids)
+        down = spike_cli("cluster", "status", *common)
+        assert down.returncode == 1 and down.stdout.count("DOWN") == 2
+    finally:
+        for pid in pids:
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_cluster_start_refuses_a_remote_host_without_ssh(keys_dir, tmp_path):
+    hostfile = tmp_path / "hosts.txt"
+    hostfile.write_text("node7.invalid:9470\n")  # refused before any lookup or packet
+    result = spike_cli("cluster", "start", "--hosts", str(hostfile), "--keys", keys_dir,
+                       "--state-dir", str(tmp_path / "state"))
+    assert result.returncode == 1 and "use --ssh" in result.stderr
+
+
+def test_monitor_shows_workers_stepping(daemons, keys_dir, tmp_path):
+    import json
+
+    first, second = daemons(), daemons()
+    hostfile = tmp_path / "hosts.txt"
+    dead = f"127.0.0.1:{free_port()}"
+    hostfile.write_text(f"{first.host}\n{second.host}\n")
+    stop = threading.Event()
+    started = threading.Event()
+    errors = []
+
+    def run():
+        try:
+            with spike.Simulator(long_model(), hosts=str(hostfile), workers=2, keys=keys_dir,
+                                 progress_bar=False) as sim:
+                started.set()
+                while not stop.is_set():
+                    sim.run_steps(200)
+        except Exception as e:  # reported below
+            errors.append(e)
+            started.set()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        assert started.wait(60) and not errors
+        time.sleep(2.5)  # two load samples, one second apart
+        result = spike_cli("monitor", "--hosts", str(hostfile), "--keys", keys_dir,
+                           "--once", "--json")
+        assert result.returncode == 0, result.stderr
+        hosts = json.loads(result.stdout)["hosts"]
+        for daemon in (first, second):
+            status = hosts[daemon.host]
+            workers = [w for job in status["jobs"] for w in job["workers"]]
+            assert len(workers) == 1
+            assert workers[0]["rate"] > 0 and workers[0]["steps"] > 0
+            assert 0 <= workers[0]["wait"] <= 100 and workers[0]["rss"] > 0
+        hostfile.write_text(f"{first.host}\n{dead}\n")
+        table = spike_cli("monitor", "--hosts", str(hostfile), "--keys", keys_dir, "--once")
+        assert table.returncode == 0, table.stderr
+        assert "steps/s" in table.stdout and "CPU" in table.stdout
+        assert f"{dead}" in table.stdout and "DOWN" in table.stdout
+        assert "worker" in table.stdout
+    finally:
+        stop.set()
+        thread.join(60)
+    assert not errors
