@@ -94,6 +94,8 @@ def plot(sim, probes, path):
 def cmd_run(args):
     from .simulator import Simulator
 
+    from .progress import run_progress_bar
+
     model = load_model(args.model)
     probes = list(model.all_probes)
     start = time.perf_counter()
@@ -102,7 +104,7 @@ def cmd_run(args):
         dt=args.dt,
         seed=args.seed,
         workers=args.workers,
-        progress_bar=not args.no_progress,
+        progress_bar=False if args.no_progress else run_progress_bar(args.dt),
         compile={"auto": "auto", "yes": True, "no": False}[args.compile],
         dtype=args.dtype,
         **host_options(args),

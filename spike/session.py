@@ -11,6 +11,7 @@ import os
 import pickle
 import secrets
 import socket
+import time
 
 import cloudpickle
 import zmq
@@ -27,6 +28,7 @@ from .rng import encode_states, rng_states
 logger = logging.getLogger(__name__)
 
 WATCH_INTERVAL_MS = 100
+PROGRESS_LOOK_INTERVAL = 0.25  # seconds between looks at workers' progress (progress bars)
 SETUP_TIMEOUT = 600.0  # seconds a worker may take to set up (compiling on a cold cache)
 
 
@@ -206,10 +208,17 @@ class Session:
         self.progress = {peer: 0 for peer in self.handles}
         self.done = {}
         reported = [0]
+        looked = [0, time.monotonic() + PROGRESS_LOOK_INTERVAL]
 
         def report(done):
             if progress is None:
                 return
+            if done - looked[0] >= 64:  # the client steps on: read the workers' progress
+                looked[0] = done        # now and then (its wait hook may never run)
+                now = time.monotonic()
+                if now >= looked[1]:
+                    looked[1] = now + PROGRESS_LOOK_INTERVAL
+                    self.watch()
             slowest = min([done] + list(self.progress.values()))
             if slowest > reported[0]:
                 progress(slowest - reported[0])

@@ -682,3 +682,24 @@ def test_monitor_shows_workers_stepping(daemons, keys_dir, tmp_path):
         stop.set()
         thread.join(60)
     assert not errors
+
+
+def test_run_progress_bar_shows_simulated_time_rate_and_eta(capsys):
+    from nengo.utils.progress import Progress
+
+    from spike.progress import RunProgressBar
+
+    bar = RunProgressBar(dt=0.001)
+    with Progress("Simulating", "Simulation", max_steps=10000) as progress:
+        time.sleep(0.05)
+        progress.step(2500)
+        bar.update(progress)
+        line = capsys.readouterr().out
+        assert "2.500/10.000 s simulated" in line and "steps/s" in line and "ETA" in line
+        assert "[" + "#" in line
+        rate = float(line.split(" steps/s")[0].rsplit(" ", 1)[1].replace(",", ""))
+        assert 0 < rate < 2500 / 0.05 * 1.01
+        progress.step(7500)
+    bar.update(progress)
+    bar.close()
+    assert "10.000 s simulated" in capsys.readouterr().out
