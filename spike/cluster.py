@@ -15,7 +15,9 @@ each host of a hostfile, with the interface of the local `spike.pool.WorkerPool`
    accept data from the job's peers.
 3. Workers are spread over the hosts (at most ``slots`` on each), connect back, and
    from then on the session drives them exactly as it drives local ones. The model
-   travels over the control socket: no shared file system is needed.
+   travels over the control socket: no shared file system is needed. Workers on the
+   same host exchange values through shared-memory rings in a directory their daemon
+   made for the job; other pairs, and the client, over CURVE-secured ZeroMQ.
 4. A thread keeps talking to every daemon (heartbeats every 0.5 s). A worker that
    exits is reported by its daemon at once; a daemon that dies closes its connection;
    a host that is cut off stops answering heartbeats. Either way the session's next
@@ -308,8 +310,6 @@ class HostPool(WorkerPool):
         variables ``SPIKE_CONNECT_TIMEOUT`` and ``SPIKE_HEARTBEAT_TIMEOUT``).
     """
 
-    shared_memory = False
-
     def __init__(
         self,
         hosts,
@@ -341,6 +341,7 @@ class HostPool(WorkerPool):
         self.counter = 0
         self.lock = threading.RLock()
         self.job = secrets.token_hex(4)
+        self.shm_dirs = {}
         self.router = None
         self.links = None
         self.auth = None
@@ -435,6 +436,12 @@ class HostPool(WorkerPool):
         port = sock.bind_to_random_port(f"tcp://{host}")
         return f"tcp://{host}:{port}"
 
+    def shm_groups(self, handles):
+        """Workers on the same host share rings in the directory their daemon made
+        for the job; the client exchanges with them over CURVE only."""
+        groups = {peer: self.shm_dirs.get(h.link.host) for peer, h in handles.items()}
+        return {peer: directory for peer, directory in groups.items() if directory}
+
     def bind_data(self, sock):
         """Bind the client's data socket (a CURVE server with the job's data key)."""
         sock.curve_server = True
@@ -485,6 +492,8 @@ class HostPool(WorkerPool):
                 failure = failure or e
                 continue
             link = self.links.links[host]
+            shm_dir = reply.fields.get("shm")
+            self.shm_dirs[host] = shm_dir if isinstance(shm_dir, str) else None
             for entry in reply.fields.get("workers", []):
                 handle = RemoteWorkerHandle(str(entry["id"]), int(entry["pid"]), link)
                 self.handles[handle.wid] = handle

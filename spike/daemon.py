@@ -49,7 +49,7 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from . import keys as keyfiles
-from . import wire
+from . import shm, wire
 from .exceptions import KeyFileError, ProtocolError
 from .hostfile import DEFAULT_PORT
 from .pool import WORKER_ENV
@@ -163,13 +163,18 @@ class WorkerProcess:
 
 
 class Job:
-    """The workers one client asked for."""
+    """The workers one client asked for.
 
-    def __init__(self, name, owner):
+    ``shm_dir`` holds the shared-memory rings its workers on this host exchange
+    values through (see `spike.shm`); None where shared memory is not used.
+    """
+
+    def __init__(self, name, owner, shm_dir=None):
         self.name = name
         self.owner = owner
         self.workers = {}
         self.last_seen = time.monotonic()
+        self.shm_dir = shm_dir
 
 
 def _check(fields, name, kind, optional=False):
@@ -433,7 +438,11 @@ class Daemon:
                 "busy": True,
             }
         if job is None:
-            job = self.jobs[name] = Job(name, owner)
+            shm_dir = None
+            if shm.available():
+                shm_dir = os.path.join(self.status_dir, f"job-{name}")
+                os.makedirs(shm_dir, mode=0o700, exist_ok=True)
+            job = self.jobs[name] = Job(name, owner, shm_dir)
         started = []
         for wid in ids:
             if any(wid in j.workers for j in self.jobs.values()):
@@ -447,6 +456,7 @@ class Daemon:
             "job": name,
             "workers": [{"id": w.wid, "pid": w.pid} for w in started],
             "host": self.hostname,
+            "shm": job.shm_dir,
         }
 
     def start_worker(self, job, wid, control, secrets, log_level):
@@ -483,8 +493,14 @@ class Daemon:
         if job is None or job.owner != owner:
             return "killed", {"job": name, "workers": []}
         stopped = self.kill_job(job)
-        del self.jobs[name]
+        self.end_job(job)
         return "killed", {"job": name, "workers": stopped}
+
+    def end_job(self, job):
+        """Forget a job whose workers are gone; remove its shared-memory rings."""
+        self.jobs.pop(job.name, None)
+        if job.shm_dir is not None:
+            shutil.rmtree(job.shm_dir, ignore_errors=True)
 
     def on_shutdown(self, owner, fields):
         self.running = False
@@ -530,7 +546,7 @@ class Daemon:
                 self.send(job.owner, "worker_exit",
                           {"job": job.name, "id": wid, "pid": worker.pid, "status": status})
             if not job.workers:
-                del self.jobs[job.name]
+                self.end_job(job)
 
     def expire(self, now):
         """Stop jobs whose client has been silent for ``job_timeout`` seconds."""
@@ -541,7 +557,7 @@ class Daemon:
                     job.name, now - job.last_seen,
                 )
                 self.kill_job(job)
-                del self.jobs[job.name]
+                self.end_job(job)
 
     def sample(self, now):
         busy, total = _cpu_times()

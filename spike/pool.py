@@ -13,6 +13,7 @@ import collections
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -70,8 +71,6 @@ class WorkerHandle:
 class WorkerPool:
     """Worker processes on this host, reachable over one ZeroMQ ROUTER socket."""
 
-    shared_memory = True
-    """Peers on this host may exchange values through `spike.shm` rings."""
     data_curve = None
     """CURVE keys for data sockets (None: plain TCP on loopback)."""
 
@@ -200,9 +199,21 @@ class WorkerPool:
             self.context.term()
             shm.remove_client_directory(self.pid)
 
-    def bind_data(self, socket):
+    def shm_groups(self, handles):
+        """``{peer: directory}``: peers given the same directory share a host, and
+        exchange values through `spike.shm` rings in that directory.
+
+        Here: the client (peer 0) and the workers on this host.
+        """
+        here = socket.gethostname()
+        directory = shm.make_client_directory(self.pid)
+        groups = {0: directory}
+        groups.update({peer: directory for peer, h in handles.items() if h.host == here})
+        return groups
+
+    def bind_data(self, sock):
         """Bind a peer's data (PULL) socket where this pool's workers reach it."""
-        port = socket.bind_to_random_port("tcp://127.0.0.1")
+        port = sock.bind_to_random_port("tcp://127.0.0.1")
         return f"tcp://127.0.0.1:{port}"
 
     # -- messages ----------------------------------------------------------------

@@ -122,28 +122,27 @@ class Session:
         self.done = {}
 
     def _shared_memory_channels(self):
-        """Per peer, the shared-memory rings to and from peers on this same host.
+        """Per peer, the shared-memory rings to and from peers on its same host.
 
-        The rings live in a directory of this client's under /dev/shm, removed at
-        close (and, if the client was killed, by the next client's pool). Setting
-        ``SPIKE_EXCHANGE=zmq`` sends everything over ZeroMQ instead.
+        The pool says which peers share a host and where their rings go
+        (`WorkerPool.shm_groups`): locally, a directory of this client's under
+        /dev/shm, removed at close (and, if the client was killed, by the next
+        client's pool); on other hosts, a directory their daemon made for the job.
+        Setting ``SPIKE_EXCHANGE=zmq`` sends everything over ZeroMQ instead.
         """
         channels = {p.peer: {"send": {}, "recv": {}} for p in self.plans}
-        if (
-            os.environ.get("SPIKE_EXCHANGE", "shm") == "zmq"
-            or not shm.available()
-            or not self.pool.shared_memory
-        ):
+        if os.environ.get("SPIKE_EXCHANGE", "shm") == "zmq" or not shm.available():
             return channels
-        here = socket.gethostname()
-        local = {CLIENT} | {p for p, h in self.handles.items() if h.host == here}
-        directory = shm.make_client_directory(self.pool.pid)
+        groups = self.pool.shm_groups(self.handles)
+        own = shm.client_directory(self.pool.pid)
         for plan in self.plans:
             src = plan.peer
             for dst, route in plan.sends.items():
-                if src in local and dst in local:
+                directory = groups.get(src)
+                if directory is not None and groups.get(dst) == directory:
                     path = os.path.join(directory, f"{self.token}-{src}-{dst}")
-                    self.shm_paths.append(path)
+                    if directory == own:  # others are removed by their daemon
+                        self.shm_paths.append(path)
                     channels[src]["send"][str(dst)] = [path, route.nbytes]
                     channels[dst]["recv"][str(src)] = [path, route.nbytes]
         return channels

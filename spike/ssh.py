@@ -152,7 +152,10 @@ def upload_keys(client, keys_dir):
             try:
                 sftp.stat(path)
             except OSError:
-                sftp.mkdir(path, 0o700)
+                try:
+                    sftp.mkdir(path, 0o700)
+                except OSError:  # made meanwhile (another upload to a shared home)?
+                    sftp.stat(path)
         files = [f"{keyfiles.DAEMON}.key", f"{keyfiles.DAEMON}.key_secret"]
         local_auth = os.path.join(keys_dir, keyfiles.AUTHORIZED)
         files += [

@@ -455,7 +455,8 @@ def test_killed_worker_is_named_with_its_host(daemons, keys_dir):
     sim.close()
 
 
-def test_killed_daemon_is_named_and_nothing_is_left(daemons, keys_dir):
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_stopped_daemon_is_named_and_nothing_is_left(daemons, keys_dir, how):
     first, second = daemons(), daemons()
     sim = spike.Simulator(
         long_model(), hosts=[first.host, second.host], workers=2, keys=keys_dir,
@@ -467,7 +468,7 @@ def test_killed_daemon_is_named_and_nothing_is_left(daemons, keys_dir):
     def kill():
         time.sleep(0.5)
         killed_at.append(time.monotonic())
-        second.kill()
+        os.kill(second.pid, getattr(signal, how))
 
     threading.Thread(target=kill, daemon=True).start()
     with pytest.raises(spike.WorkerDied) as info:
@@ -703,3 +704,35 @@ def test_run_progress_bar_shows_simulated_time_rate_and_eta(capsys):
     bar.update(progress)
     bar.close()
     assert "10.000 s simulated" in capsys.readouterr().out
+
+
+def test_workers_on_one_host_share_memory_rings(daemons, keys_dir):
+    first, second = daemons(slots=2), daemons(slots=2)
+    with nengo.Network(seed=3) as net:
+        ensembles = [nengo.Ensemble(40, 1, label=f"e{k}") for k in range(4)]
+        for a, b in zip(ensembles, ensembles[1:] + ensembles[:1]):
+            nengo.Connection(a, b, synapse=0.01)
+        for e in ensembles:
+            nengo.Probe(e, synapse=0.01)
+            nengo.Probe(e.neurons)
+    ref = run_reference(net, 300)
+    sim = spike.Simulator(net, hosts=[first.host, second.host], workers=4,
+                          assignments={e: k for k, e in enumerate(ensembles)},
+                          keys=keys_dir, progress_bar=False)
+    with sim:
+        directories = {str(h): d for h, d in sim._pool.shm_dirs.items()}
+        assert set(directories) == {first.host, second.host}
+        assert all(d and d.startswith("/dev/shm/") for d in directories.values())
+        sim.run_steps(300)
+        by_host = {}
+        for peer, handle in sim._session.handles.items():
+            by_host.setdefault(handle.host, []).append(peer)
+        plans = sim._session.plans
+        for host, peers in by_host.items():  # a ring for each send within a host
+            expected = sorted(
+                f"-{src}-{dst}" for src in peers for dst in plans[src].sends if dst in peers
+            )
+            rings = sorted(ring[ring.index("-"):] for ring in os.listdir(directories[host]))
+            assert rings == expected and len(expected) == 1
+    assert_same_probes(net, ref, sim)
+    assert not any(os.path.exists(d) for d in directories.values()), "rings left behind"
