@@ -253,15 +253,19 @@ def build_parser():
 
     run = commands.add_parser(
         "run",
-        help="run a model script on local workers",
-        description="Run a Nengo model script on local worker processes. The script "
-        "must define `model`, a nengo.Network. Probe data are written to an .npz "
-        "file (keys p<N>_<label> and t_p<N>_<label>), and a summary is printed.",
+        help="run a model script on local workers, or on hosts (--hosts)",
+        description="Run a Nengo model script on local worker processes, or with "
+        "--hosts on the spike-daemons of a hostfile's hosts (--ssh starts them). The "
+        "script must define `model`, a nengo.Network. Probe data are written to an "
+        ".npz file (keys p<N>_<label> and t_p<N>_<label>), and a summary is printed. "
+        "Long runs show a progress bar with the simulated time, steps per second "
+        "and an ETA.",
     )
     run.add_argument("model", help="Python script defining `model` (a nengo.Network)")
     run.add_argument(
         "-w", "--workers", type=int, default=None,
-        help="number of worker processes (default: one per core)",
+        help="number of worker processes (default: one per core; with --hosts, "
+        "every slot of the hosts)",
     )
     run.add_argument(
         "-t", "--time", type=float, default=1.0,

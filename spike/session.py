@@ -10,7 +10,6 @@ import logging
 import os
 import pickle
 import secrets
-import socket
 import time
 
 import cloudpickle

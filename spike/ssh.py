@@ -111,7 +111,7 @@ def connect(name, timeout=CONNECT_TIMEOUT):
     except paramiko.SSHException as e:
         client.close()
         raise HostError(f"host {name}: SSH: {e}", name) from None
-    except (OSError, socket.timeout) as e:
+    except OSError as e:  # includes timeouts
         client.close()
         raise HostError(f"host {name}: cannot reach SSH: {e}", name) from None
     return client
@@ -199,8 +199,6 @@ def start_daemon(host, keys_dir=None, python=None, extra_args=None):
     extra_args : list of str, optional
         More daemon options (``SPIKE_SSH_DAEMON_ARGS``).
     """
-    from .clusterctl import Query
-
     keys_dir = keys_dir or keyfiles.default_keys_dir()
     python = python or os.environ.get("SPIKE_REMOTE_PYTHON", "python3")
     if extra_args is None:

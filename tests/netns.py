@@ -167,11 +167,11 @@ class TestHosts:
                     "Subsystem sftp internal-sftp\n"
                     "LogLevel ERROR\n"
                 )
-            self.procs.append(subprocess.Popen(
-                ["ip", "netns", "exec", ns, SSHD, "-D", "-e", "-f", config],
-                stdin=subprocess.DEVNULL, preexec_fn=die_with_test,
-                stderr=open(os.path.join(ssh, f"sshd_{k}.log"), "w"),
-            ))
+            with open(os.path.join(ssh, f"sshd_{k}.log"), "w") as log:
+                self.procs.append(subprocess.Popen(
+                    ["ip", "netns", "exec", ns, SSHD, "-D", "-e", "-f", config],
+                    stdin=subprocess.DEVNULL, stderr=log, preexec_fn=die_with_test,
+                ))
         for address in self.addresses:
             self.wait_port(address, 22)
 
