@@ -111,6 +111,29 @@ def describe_exit(code):
     return f"exited with status {code}"
 
 
+STATUS_PREFIX = "spike-daemon-"
+
+
+def status_root():
+    """Where daemons keep their status files and job rings (``/dev/shm`` if any)."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+
+
+def remove_stale_directories():
+    """Remove the status directories of daemons that no longer run (killed before
+    they could clean up). Returns how many were removed."""
+    removed = 0
+    root = status_root()
+    for name in os.listdir(root):
+        if not name.startswith(STATUS_PREFIX):
+            continue
+        pid = name[len(STATUS_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+            removed += 1
+    return removed
+
+
 class WorkerProcess:
     """One worker started by the daemon, and what the daemon measures of it."""
 
@@ -257,9 +280,9 @@ class Daemon:
         self.bad_messages = 0
         self.denied = 0
         self.counter = 0
+        remove_stale_directories()
         self.status_dir = tempfile.mkdtemp(
-            prefix=f"spike-daemon-{os.getpid()}-",
-            dir="/dev/shm" if os.path.isdir("/dev/shm") else None,
+            prefix=f"{STATUS_PREFIX}{os.getpid()}-", dir=status_root()
         )
 
         self.context = zmq.Context()

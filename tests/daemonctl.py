@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 
+from spike.daemon import remove_stale_directories
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -80,6 +82,7 @@ class DaemonProcess:
         if self.proc.poll() is None:
             os.kill(self.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
+        remove_stale_directories()
 
     def stop(self):
         """SIGTERM, then SIGKILL after 5 s."""
@@ -92,6 +95,7 @@ class DaemonProcess:
                 self.proc.wait()
         if self.proc.stdout:
             self.proc.stdout.close()
+        remove_stale_directories()  # those of daemons killed with SIGKILL
 
 
 def pid_alive(pid):

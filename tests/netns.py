@@ -23,6 +23,7 @@ import subprocess
 import time
 
 from daemonctl import die_with_test
+from spike.daemon import remove_stale_directories
 
 SSHD = "/usr/sbin/sshd"
 
@@ -208,6 +209,7 @@ class TestHosts:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
+        remove_stale_directories()  # of the daemons killed above
         for ns in reversed(self.created):
             _ip("netns", "del", ns, check=False)
         _ip("link", "del", self.root_if, check=False)

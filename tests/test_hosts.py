@@ -736,3 +736,16 @@ def test_workers_on_one_host_share_memory_rings(daemons, keys_dir):
             assert rings == expected and len(expected) == 1
     assert_same_probes(net, ref, sim)
     assert not any(os.path.exists(d) for d in directories.values()), "rings left behind"
+
+
+def test_daemon_removes_what_killed_daemons_left(daemons):
+    from spike.daemon import STATUS_PREFIX, status_root
+
+    first = daemons()
+    left = [d for d in os.listdir(status_root()) if d.startswith(f"{STATUS_PREFIX}{first.pid}-")]
+    assert len(left) == 1
+    first.proc.kill()  # SIGKILL: no chance to clean up
+    first.proc.wait()
+    assert os.path.isdir(os.path.join(status_root(), left[0]))
+    daemons()
+    assert not os.path.exists(os.path.join(status_root(), left[0]))
