@@ -18,6 +18,7 @@ setup(
         "pyzmq>=25",
         "msgpack>=1.0",
         "cloudpickle>=2.0",
+        "paramiko>=3.0",  # starting host daemons over SSH (ssh=True, --ssh)
         "matplotlib>=3.5",
         # compiled workers (theano-pymc cannot run on Python 3.11 with a current
         # numpy); PyTensor 3 compiles with Numba, whose dot products use scipy's BLAS
@@ -36,7 +37,7 @@ setup(
         ],
     },
     entry_points={
-        "console_scripts": ["spike=spike.cli:main"],
+        "console_scripts": ["spike=spike.cli:main", "spike-daemon=spike.daemon:main"],
         "nengo.backends": ["spike=spike:Simulator"],
     },
 )

@@ -5,6 +5,7 @@
 
 from .exceptions import (
     AllocationError,
+    HostError,
     PlacementError,
     ProtocolError,
     SpikeError,
@@ -25,6 +26,7 @@ __all__ = [
     "WorkerError",
     "WorkerDied",
     "ProtocolError",
+    "HostError",
     "shutdown",
     "__version__",
 ]

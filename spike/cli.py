@@ -1,6 +1,7 @@
 """The ``spike`` command line.
 
-``spike run model.py`` runs a Nengo model script on local workers: the script must
+``spike run model.py`` runs a Nengo model script on local workers (or, with
+``--hosts``, on the spike-daemons of a hostfile's hosts): the script must
 define ``model``, a `nengo.Network` (it is run with ``__name__ == "__spike__"``, so a
 ``if __name__ == "__main__":`` block in it is skipped). Probe data are saved to an
 ``.npz`` file, a summary is printed, and ``--plot`` draws the probes.
@@ -93,6 +94,8 @@ def plot(sim, probes, path):
 def cmd_run(args):
     from .simulator import Simulator
 
+    from .progress import run_progress_bar
+
     model = load_model(args.model)
     probes = list(model.all_probes)
     start = time.perf_counter()
@@ -101,11 +104,12 @@ def cmd_run(args):
         dt=args.dt,
         seed=args.seed,
         workers=args.workers,
-        progress_bar=not args.no_progress,
+        progress_bar=False if args.no_progress else run_progress_bar(args.dt),
         compile={"auto": "auto", "yes": True, "no": False}[args.compile],
         dtype=args.dtype,
         max_neurons=args.max_neurons,
         allocation=args.allocation,
+        **host_options(args),
     )
     with sim:
         build_seconds = time.perf_counter() - start
@@ -194,6 +198,64 @@ def cmd_rebalance(args):
     return 0
 
 
+def host_options(args):
+    """Simulator keywords for ``--hosts``, ``--ssh``, ``--skip-unreachable``, ``--keys``."""
+    if not getattr(args, "hosts", None):
+        return {}
+    return {
+        "hosts": args.hosts,
+        "ssh": args.ssh,
+        "on_unreachable": "skip" if args.skip_unreachable else "error",
+        "keys": args.keys,
+    }
+
+
+def add_host_arguments(parser, run=False):
+    parser.add_argument(
+        "--hosts", metavar="HOSTFILE", required=not run,
+        help="hostfile: one `host[:port] [slots=N]` a line, '#' comments"
+        + (" (run the workers on these hosts' spike-daemons)" if run else ""),
+    )
+    parser.add_argument(
+        "--keys", metavar="DIR", default=None,
+        help="key directory (default $SPIKE_KEYS_DIR or ~/.config/spike/keys)",
+    )
+    if run:
+        parser.add_argument(
+            "--ssh", action="store_true",
+            help="start the daemons over SSH for this run and stop them after",
+        )
+        parser.add_argument(
+            "--skip-unreachable", action="store_true",
+            help="leave out hosts that are down, unreachable or busy (default: error)",
+        )
+
+
+def cmd_keys(args):
+    from . import keys
+
+    directory = args.dir or keys.default_keys_dir()
+    if args.show:
+        for name in (keys.CLIENT, keys.DAEMON):
+            path = os.path.join(directory, f"{name}.key")
+            if os.path.exists(path):
+                print(f"{name}: {keys.load_public(path).decode()}")
+        for key in sorted(keys.authorized_clients(directory)):
+            print(f"authorized client: {key.decode()}")
+        return 0
+    made = keys.make_cluster_keys(directory, force=args.force)
+    print(f"keys in {directory}:")
+    print(f"  client.key / client.key_secret   client {made['client'].decode()}")
+    print(f"  daemon.key / daemon.key_secret   daemon {made['daemon'].decode()}")
+    print("  authorized/client.key            lets this client use the daemons")
+    print(
+        "Copy the directory to each host (daemon.key_secret and authorized/ are what a "
+        "daemon needs; `spike cluster start --ssh` and `spike run --ssh` copy them for "
+        "you), and keep client.key_secret to yourself."
+    )
+    return 0
+
+
 def cmd_stats(args):
     import json
 
@@ -251,6 +313,43 @@ def plot_allocation(figures, path, title=""):
     plt.close(fig)
 
 
+def cmd_cluster(args):
+    import json
+
+    from . import clusterctl
+
+    if args.action == "start":
+        failures = clusterctl.start(
+            args.hosts, keys_dir=args.keys, ssh=args.ssh, state_dir=args.state_dir
+        )
+    elif args.action == "stop":
+        failures = clusterctl.stop(args.hosts, keys_dir=args.keys)
+    else:
+        with clusterctl.Query(args.hosts, args.keys) as query:
+            statuses = query.ask()
+        if args.json:
+            print(json.dumps(statuses, indent=1))
+        else:
+            print(clusterctl.render(statuses))
+        failures = {h: s["error"] for h, s in statuses.items() if "error" in s}
+    for host, reason in failures.items():
+        print(f"spike: {reason}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def cmd_monitor(args):
+    from . import clusterctl
+
+    try:
+        clusterctl.monitor(
+            args.hosts, keys_dir=args.keys, interval=args.interval, once=args.once,
+            as_json=args.json,
+        )
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def cmd_cache(args):
     from .compiler import cache
 
@@ -277,15 +376,19 @@ def build_parser():
 
     run = commands.add_parser(
         "run",
-        help="run a model script on local workers",
-        description="Run a Nengo model script on local worker processes. The script "
-        "must define `model`, a nengo.Network. Probe data are written to an .npz "
-        "file (keys p<N>_<label> and t_p<N>_<label>), and a summary is printed.",
+        help="run a model script on local workers, or on hosts (--hosts)",
+        description="Run a Nengo model script on local worker processes, or with "
+        "--hosts on the spike-daemons of a hostfile's hosts (--ssh starts them). The "
+        "script must define `model`, a nengo.Network. Probe data are written to an "
+        ".npz file (keys p<N>_<label> and t_p<N>_<label>), and a summary is printed. "
+        "Long runs show a progress bar with the simulated time, steps per second "
+        "and an ETA.",
     )
     run.add_argument("model", help="Python script defining `model` (a nengo.Network)")
     run.add_argument(
         "-w", "--workers", type=int, default=None,
-        help="number of worker processes (default: one per core)",
+        help="number of worker processes (default: one per core; with --hosts, "
+        "every slot of the hosts)",
     )
     run.add_argument(
         "-t", "--time", type=float, default=1.0,
@@ -316,6 +419,7 @@ def build_parser():
         "--allocation", metavar="JSON",
         help="place actors as this file says (from `spike dry-run` / `spike rebalance`)",
     )
+    add_host_arguments(run, run=True)
     run.set_defaults(func=cmd_run)
 
     dry = commands.add_parser(
@@ -371,6 +475,63 @@ def build_parser():
     st.add_argument("--json", action="store_true", help="print the figures as JSON")
     st.set_defaults(func=cmd_stats)
 
+    keys = commands.add_parser(
+        "keys",
+        help="create the CURVE keys that secure traffic between hosts",
+        description="Create a client keypair and a daemon keypair (ZeroMQ CURVE) in a "
+        "key directory, and authorize the client to use the daemons. Secret files "
+        "are mode 0600. Existing keys are kept unless --force.",
+    )
+    keys.add_argument(
+        "--dir", default=None,
+        help="key directory (default $SPIKE_KEYS_DIR or ~/.config/spike/keys)",
+    )
+    keys.add_argument("--force", action="store_true", help="replace existing keys")
+    keys.add_argument("--show", action="store_true", help="print the public keys only")
+    keys.set_defaults(func=cmd_keys)
+
+    cluster = commands.add_parser(
+        "cluster",
+        help="start, stop or query the spike-daemons of a hostfile",
+        description="Manage long-lived spike-daemons. `start` starts a daemon for "
+        "each host not already answering: over SSH with --ssh, else as a detached "
+        "process for hosts that are addresses of this machine (log in --state-dir). "
+        "`stop` asks each daemon to stop, with its workers. `status` prints each "
+        "host's CPU, memory, workers and steps per second (--json for scripts). Exit "
+        "status 1 if any host failed.",
+    )
+    cluster.add_argument("action", choices=["start", "stop", "status"])
+    add_host_arguments(cluster)
+    cluster.add_argument(
+        "--ssh", action="store_true",
+        help="start: start remote daemons over SSH (paramiko, ~/.ssh/config, "
+        "known_hosts checked)",
+    )
+    cluster.add_argument(
+        "--state-dir", default=None,
+        help="start: logs and pid files of local daemons (default ~/.local/state/spike)",
+    )
+    cluster.add_argument("--json", action="store_true", help="status: print JSON")
+    cluster.set_defaults(func=cmd_cluster)
+
+    monitor = commands.add_parser(
+        "monitor",
+        help="live view of the hosts: CPU, memory, workers, steps per second",
+        description="A live terminal view of every host of a hostfile: CPU and memory "
+        "use, load, workers, steps per second, and the share of time workers wait for "
+        "their peers (time off the CPU while stepping). Ctrl-C quits.",
+    )
+    add_host_arguments(monitor)
+    monitor.add_argument("--once", action="store_true", help="print one view and exit")
+    monitor.add_argument(
+        "--json", action="store_true",
+        help="print JSON lines ({time, hosts: {host: status}}) instead of a table",
+    )
+    monitor.add_argument(
+        "--interval", type=float, default=1.0, help="seconds between refreshes (default 1)"
+    )
+    monitor.set_defaults(func=cmd_monitor)
+
     cache = commands.add_parser(
         "cache",
         help="show or clear the compiled-code cache",
@@ -384,6 +545,8 @@ def build_parser():
 
 
 def main(argv=None):
+    from .exceptions import HostError, HostfileError, KeyFileError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -393,7 +556,11 @@ def main(argv=None):
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (HostError, HostfileError, KeyFileError) as e:
+        print(f"spike: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -45,3 +45,25 @@ class ProtocolError(SpikeError):
 
 class AllocationError(SpikeError):
     """An allocation file that cannot be used: malformed, or made for another model."""
+
+
+class HostError(SpikeError):
+    """A host of a hostfile cannot serve a job: down, unreachable, busy, or refusing us.
+
+    Attributes
+    ----------
+    host : str
+        The host as the hostfile names it (``name:port``).
+    """
+
+    def __init__(self, message, host=None):
+        super().__init__(message)
+        self.host = host
+
+
+class HostfileError(SpikeError):
+    """A hostfile that cannot be read; the message names the file and line."""
+
+
+class KeyFileError(SpikeError):
+    """A CURVE key file is missing, malformed, or readable by others."""

@@ -48,10 +48,14 @@ class Exchange:
         Shared-memory rings for peers on the same host (see `spike.shm`):
         ``{"send": {dst: (path, nbytes)}, "recv": {src: (path, nbytes)}}``. Values to
         and from those peers go through the ring instead of ZeroMQ.
+    curve : dict, optional
+        ``{"server", "public", "secret"}``: CURVE keys for the PUSH sockets, when the
+        peers' data sockets are CURVE servers (workers on other hosts).
     """
 
     def __init__(
-        self, context, pull, session, peer, addresses, wait_hook=None, channels=None
+        self, context, pull, session, peer, addresses, wait_hook=None, channels=None,
+        curve=None,
     ):
         self.pull = pull
         self.session = session
@@ -75,6 +79,10 @@ class Exchange:
             push = context.socket(zmq.PUSH)
             push.setsockopt(zmq.LINGER, 0)
             push.setsockopt(zmq.SNDHWM, SEND_HWM)
+            if curve is not None:
+                push.curve_serverkey = curve["server"]
+                push.curve_publickey = curve["public"]
+                push.curve_secretkey = curve["secret"]
             push.connect(address)
             self.pushes[dst] = push
 

@@ -13,6 +13,7 @@ import collections
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +26,10 @@ from . import shm, wire
 from .exceptions import ProtocolError, WorkerDied, WorkerError
 
 logger = logging.getLogger(__name__)
+
+SAFE_PATH = ["-P"] if sys.version_info >= (3, 11) else []
+"""Python's -P: the worker imports the Spike the client uses (PYTHONPATH), not a
+``spike`` package that happens to be in the current directory."""
 
 HELLO_TIMEOUT = 60.0
 REPLY_TIMEOUT = 30.0
@@ -70,6 +75,9 @@ class WorkerHandle:
 class WorkerPool:
     """Worker processes on this host, reachable over one ZeroMQ ROUTER socket."""
 
+    data_curve = None
+    """CURVE keys for data sockets (None: plain TCP on loopback)."""
+
     def __init__(self, bind_host="127.0.0.1"):
         self.pid = os.getpid()
         self.context = zmq.Context()
@@ -99,7 +107,7 @@ class WorkerPool:
             self.counter += 1
             wid = f"{self.pid}-{self.counter}"
             cmd = [
-                sys.executable, "-m", "spike.worker",
+                sys.executable, *SAFE_PATH, "-m", "spike.worker",
                 "--control", self.address, "--id", wid, "--parent", str(os.getpid()),
             ] + (["--preload-compiler"] if preload else [])
             proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
@@ -218,6 +226,23 @@ class WorkerPool:
             self.router.close(linger=0)
             self.context.term()
             shm.remove_client_directory(self.pid)
+
+    def shm_groups(self, handles):
+        """``{peer: directory}``: peers given the same directory share a host, and
+        exchange values through `spike.shm` rings in that directory.
+
+        Here: the client (peer 0) and the workers on this host.
+        """
+        here = socket.gethostname()
+        directory = shm.make_client_directory(self.pid)
+        groups = {0: directory}
+        groups.update({peer: directory for peer, h in handles.items() if h.host == here})
+        return groups
+
+    def bind_data(self, sock):
+        """Bind a peer's data (PULL) socket where this pool's workers reach it."""
+        port = sock.bind_to_random_port("tcp://127.0.0.1")
+        return f"tcp://127.0.0.1:{port}"
 
     # -- messages ----------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import logging
 import os
 import pickle
 import secrets
-import socket
+import time
 
 import cloudpickle
 import zmq
@@ -27,6 +27,7 @@ from .rng import encode_states, rng_states
 logger = logging.getLogger(__name__)
 
 WATCH_INTERVAL_MS = 100
+PROGRESS_LOOK_INTERVAL = 0.25  # seconds between looks at workers' progress (progress bars)
 SETUP_TIMEOUT = 600.0  # seconds a worker may take to set up (compiling on a cold cache)
 
 
@@ -77,8 +78,7 @@ class Session:
         self.pull = pool.context.socket(zmq.PULL)
         self.pull.setsockopt(zmq.LINGER, 0)
         self.pull.setsockopt(zmq.RCVHWM, 0)
-        port = self.pull.bind_to_random_port("tcp://127.0.0.1")
-        self.address = f"tcp://127.0.0.1:{port}"
+        self.address = pool.bind_data(self.pull)
 
         self.handles = {}
         self.client = None
@@ -112,6 +112,7 @@ class Session:
                     {dst: addresses[dst] for dst in plans[0].sends},
                     wait_hook=self.watch,
                     channels=channels[CLIENT],
+                    curve=pool.data_curve,
                 )
         except BaseException:
             self.close(failed=True)
@@ -120,24 +121,27 @@ class Session:
         self.done = {}
 
     def _shared_memory_channels(self):
-        """Per peer, the shared-memory rings to and from peers on this same host.
+        """Per peer, the shared-memory rings to and from peers on its same host.
 
-        The rings live in a directory of this client's under /dev/shm, removed at
-        close (and, if the client was killed, by the next client's pool). Setting
-        ``SPIKE_EXCHANGE=zmq`` sends everything over ZeroMQ instead.
+        The pool says which peers share a host and where their rings go
+        (`WorkerPool.shm_groups`): locally, a directory of this client's under
+        /dev/shm, removed at close (and, if the client was killed, by the next
+        client's pool); on other hosts, a directory their daemon made for the job.
+        Setting ``SPIKE_EXCHANGE=zmq`` sends everything over ZeroMQ instead.
         """
         channels = {p.peer: {"send": {}, "recv": {}} for p in self.plans}
         if os.environ.get("SPIKE_EXCHANGE", "shm") == "zmq" or not shm.available():
             return channels
-        here = socket.gethostname()
-        local = {CLIENT} | {p for p, h in self.handles.items() if h.host == here}
-        directory = shm.make_client_directory(self.pool.pid)
+        groups = self.pool.shm_groups(self.handles)
+        own = shm.client_directory(self.pool.pid)
         for plan in self.plans:
             src = plan.peer
             for dst, route in plan.sends.items():
-                if src in local and dst in local:
+                directory = groups.get(src)
+                if directory is not None and groups.get(dst) == directory:
                     path = os.path.join(directory, f"{self.token}-{src}-{dst}")
-                    self.shm_paths.append(path)
+                    if directory == own:  # others are removed by their daemon
+                        self.shm_paths.append(path)
                     channels[src]["send"][str(dst)] = [path, route.nbytes]
                     channels[dst]["recv"][str(src)] = [path, route.nbytes]
         return channels
@@ -202,10 +206,17 @@ class Session:
         self.progress = {peer: 0 for peer in self.handles}
         self.done = {}
         reported = [0]
+        looked = [0, time.monotonic() + PROGRESS_LOOK_INTERVAL]
 
         def report(done):
             if progress is None:
                 return
+            if done - looked[0] >= 64:  # the client steps on: read the workers' progress
+                looked[0] = done        # now and then (its wait hook may never run)
+                now = time.monotonic()
+                if now >= looked[1]:
+                    looked[1] = now + PROGRESS_LOOK_INTERVAL
+                    self.watch()
             slowest = min([done] + list(self.progress.values()))
             if slowest > reported[0]:
                 progress(slowest - reported[0])

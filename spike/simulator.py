@@ -96,6 +96,18 @@ class Simulator:
         worker runs each actor (see `spike.allocation`). It sets the number of
         workers and ``max_neurons``; a file made for another model (or before an
         object changed) is refused with `spike.allocation.AllocationError`.
+    hosts : str or list, optional
+        Run the workers on other hosts: a hostfile (``host[:port] slots=N`` lines,
+        see `spike.hostfile`) or a list of such lines. Each host's ``spike-daemon``
+        starts the workers; ``workers`` then defaults to all the hosts' slots.
+    ssh : bool, optional
+        Start the daemons over SSH for this Simulator and stop them at close
+        (see `spike.ssh`); otherwise they must be running already.
+    on_unreachable : {"error", "skip"}, optional
+        A host that is down, unreachable, busy or refuses our key raises
+        `spike.HostError` (``"error"``, the default) or is left out (``"skip"``).
+    keys : str, optional
+        Key directory (see `spike.keys`; default ``~/.config/spike/keys``).
 
     Attributes
     ----------
@@ -125,9 +137,18 @@ class Simulator:
         dtype="float64",
         max_neurons=None,
         allocation=None,
+        hosts=None,
+        ssh=False,
+        on_unreachable="error",
+        keys=None,
     ):
         self.closed = True  # until construction succeeds
         self._session = None
+        self._pool = None
+        self.hosts = hosts
+        self.ssh = ssh
+        self.on_unreachable = on_unreachable
+        self.keys = keys
         self.progress_bar = progress_bar
         self.optimize = optimize
         self.compile = default_compile() if compile is None else compile
@@ -142,18 +163,53 @@ class Simulator:
                 f"must be 'float64' or 'float32' (got {dtype!r})", attr="dtype", obj=self
             )
         self.dtype = np.dtype(dtype).name
+        if on_unreachable not in ("error", "skip"):
+            raise ValidationError(
+                f"must be 'error' or 'skip' (got {on_unreachable!r})",
+                attr="on_unreachable", obj=self,
+            )
         self.allocation = None
         if allocation is not None:
             self.allocation, max_neurons = self._load_allocation(
                 allocation, workers, max_neurons, assignments
             )
             workers = self.allocation["machines"] * self.allocation["workers_per_machine"]
-        self.n_workers = default_workers() if workers is None else int(workers)
-        if self.n_workers < 1:
+        if hosts is None:
+            self.n_workers = default_workers() if workers is None else int(workers)
+        else:
+            self.n_workers = None if workers is None else int(workers)
+        if self.n_workers is not None and self.n_workers < 1:
             raise ValidationError("must be at least 1", attr="workers", obj=self)
+        if hosts is None:
+            # local workers start (and import the compiler) while the model builds
+            get_pool().prestart(self.n_workers, preload=self.compile is not False)
 
-        # workers start (and import the compiler) while the model builds
-        get_pool().prestart(self.n_workers, preload=self.compile is not False)
+        try:
+            self._construct(
+                network, dt, model, progress_bar, optimize, assignments, max_neurons,
+                allocation,
+            )
+        except BaseException:
+            if self._pool is not None and self._session is None:
+                self._pool.shutdown()
+            raise
+        self._finalizer = weakref.finalize(self, _close, self._session, self._pool)
+
+        self._sim_data = self.model.params
+        self.data = SimulationData(self._sim_data)
+        if seed is None:
+            if network is not None and network.seed is not None:
+                seed = network.seed + 1
+            else:
+                seed = np.random.randint(npext.maxint)
+        self.closed = False
+        self.reset(seed=seed)
+
+    def _construct(
+        self, network, dt, model, progress_bar, optimize, assignments, max_neurons,
+        allocation,
+    ):
+        hosts, ssh, on_unreachable, keys = self.hosts, self.ssh, self.on_unreachable, self.keys
         self.model = make_model(network, dt) if model is None else model
         progress = ProgressTracker(progress_bar, Progress("Building", "Build"))
         with progress:
@@ -162,6 +218,12 @@ class Simulator:
                     self.model.build(
                         network, progress=progress.next_stage("Building", "Build")
                     )
+            if hosts is not None:
+                with progress.next_stage("Connecting to hosts", "Connection"):
+                    self._pool = open_host_pool(hosts, ssh, on_unreachable, keys)
+                    if self.n_workers is None:
+                        self.n_workers = self._pool.total_slots
+                    self._pool.check_workers(self.n_workers)
             with progress.next_stage("Placing on workers", "Placement"):
                 self.split = self._split(max_neurons)
                 self._step_order = step_order(self.model)
@@ -182,20 +244,9 @@ class Simulator:
                 self._session = Session(
                     plans,
                     self.model.spike_rng_order,
-                    get_pool(),
+                    get_pool() if self._pool is None else self._pool,
                     getattr(self.model, "spike_op_owner", {}),
                 )
-        self._finalizer = weakref.finalize(self, self._session.close)
-
-        self._sim_data = self.model.params
-        self.data = SimulationData(self._sim_data)
-        if seed is None:
-            if network is not None and network.seed is not None:
-                seed = network.seed + 1
-            else:
-                seed = np.random.randint(npext.maxint)
-        self.closed = False
-        self.reset(seed=seed)
 
     @staticmethod
     def _load_allocation(path, workers, max_neurons, assignments):
@@ -270,6 +321,10 @@ class Simulator:
             "workers": self.n_workers,
             "max_neurons": self.max_neurons,
             "closed": self.closed,
+            "hosts": self.hosts,
+            "ssh": self.ssh,
+            "on_unreachable": self.on_unreachable,
+            "keys": self.keys,
         }
 
     def __setstate__(self, state):
@@ -284,6 +339,10 @@ class Simulator:
             compile=state["compile"],
             dtype=state["dtype"],
             max_neurons=state.get("max_neurons"),
+            hosts=state.get("hosts"),
+            ssh=state.get("ssh", False),
+            on_unreachable=state.get("on_unreachable", "error"),
+            keys=state.get("keys"),
         )
         if state["signals"]:
             self._session.restore(state["signals"], state["n_steps"])
@@ -466,6 +525,26 @@ class Simulator:
                 f"{names[peer]:>10}  {actor.n_neurons:7d} neurons  {actor.label}"
             )
         return "\n".join(lines)
+
+
+def open_host_pool(hosts, ssh, on_unreachable, keys):
+    """The `spike.cluster.HostPool` of a Simulator given ``hosts``."""
+    from .cluster import HostPool
+
+    if ssh:
+        from .ssh import SSHHostPool
+
+        return SSHHostPool(hosts, keys_dir=keys, on_unreachable=on_unreachable)
+    return HostPool(hosts, keys_dir=keys, on_unreachable=on_unreachable)
+
+
+def _close(session, pool):
+    """Close a Simulator's session, and its own host pool if it has one."""
+    try:
+        session.close()
+    finally:
+        if pool is not None:
+            pool.shutdown()
 
 
 __all__ = ["Simulator", "SpikeError"]

@@ -29,11 +29,13 @@ import os
 import pickle
 import signal
 import socket as pysocket
+import struct
 import sys
 import time
 import traceback
 import warnings
 
+import msgpack
 import zmq
 
 from . import wire
@@ -93,23 +95,62 @@ class Worker:
 
     def __init__(
         self, control_address, worker_id, parent_pid=None, bind_host="127.0.0.1",
-        preload_compiler=False,
+        job_keys=None, status_file=None, preload_compiler=False,
     ):
         self.worker_id = worker_id
         self.preload_compiler = preload_compiler
         self.parent_pid = parent_pid
         self.context = zmq.Context()
+        self.auth = None
+        self.data_curve = None
         self.control = self.context.socket(zmq.DEALER)
         self.control.setsockopt(zmq.IDENTITY, worker_id.encode())
         self.control.setsockopt(zmq.LINGER, 1000)
-        self.control.connect(control_address)
         self.pull = self.context.socket(zmq.PULL)
         self.pull.setsockopt(zmq.RCVHWM, 0)
-        port = self.pull.bind_to_random_port(f"tcp://{bind_host}")
-        self.data_address = f"tcp://{bind_host}:{port}"
+        if job_keys is not None:
+            self._secure(job_keys)
+        self.control.connect(control_address)
+        host = f"[{bind_host}]" if ":" in bind_host else bind_host
+        port = self.pull.bind_to_random_port(f"tcp://{host}")
+        self.data_address = f"tcp://{host}:{port}"
+        self.status = None
+        if status_file is not None:
+            self.status = os.open(status_file, os.O_WRONLY)
         self.executor = None
         self.exchange = None
         self.running = True
+
+    def _secure(self, job_keys):
+        """CURVE on every socket, with the job's keys (see `spike.cluster`).
+
+        The control socket accepts only a server holding the client's control key, so
+        the plan this worker unpickles can only come from the client that asked its
+        daemon for it. The data socket admits only peers holding the job's data key.
+        """
+        from zmq.auth.thread import ThreadAuthenticator
+
+        self.control.curve_serverkey = job_keys["control_server"]
+        self.control.curve_publickey = job_keys["public"]
+        self.control.curve_secretkey = job_keys["secret"]
+        self.auth = ThreadAuthenticator(self.context, log=logging.getLogger("spike.worker.auth"))
+        self.auth.start()
+        allowed = job_keys["data_public"]
+
+        class Provider:
+            @staticmethod
+            def callback(domain, key):
+                return key == allowed
+
+        self.auth.configure_curve_callback("*", credentials_provider=Provider)
+        self.pull.curve_server = True
+        self.pull.curve_publickey = job_keys["data_public"]
+        self.pull.curve_secretkey = job_keys["data_secret"]
+        self.data_curve = {
+            "server": job_keys["data_public"],
+            "public": job_keys["data_public"],
+            "secret": job_keys["data_secret"],
+        }
 
     def send(self, op, fields=None, arrays=(), blobs=()):
         self.control.send_multipart(wire.encode(op, fields, arrays, blobs))
@@ -176,6 +217,8 @@ class Worker:
         self.release()
         self.pull.close(linger=0)
         self.control.close()
+        if self.auth is not None:
+            self.auth.stop()
         self.context.term()
 
     def release(self):
@@ -199,6 +242,7 @@ class Worker:
             {dst: addresses[dst] for dst in plan.sends},
             wait_hook=self.check_abort,
             channels=message.fields.get("channels"),
+            curve=self.data_curve,
         )
         self.send("ready", {"peer": plan.peer})
 
@@ -210,14 +254,19 @@ class Worker:
     def on_run(self, message):
         n_steps = message.fields["steps"]
         last = [time.monotonic()]
+        start = self.executor.n_steps
 
         def progress(done):
             now = time.monotonic()
             if now - last[0] > PROGRESS_INTERVAL:
                 last[0] = now
                 self.send("progress", {"steps": done})
+                if self.status is not None:  # read by the daemon (steps per second)
+                    os.pwrite(self.status, struct.pack("<q", start + done), 0)
 
         self.executor.run(n_steps, self.exchange, progress=progress)
+        if self.status is not None:
+            os.pwrite(self.status, struct.pack("<q", self.executor.n_steps), 0)
         self.send("done", {"n_steps": self.executor.n_steps})
 
     def on_probes(self, message):
@@ -262,6 +311,18 @@ def preload_compiler():
         from .compiler import program  # noqa: F401  (imports the lowerings)
 
 
+def read_job_keys(stream):
+    """The job's keys, written by the daemon to our standard input (msgpack map)."""
+    data = stream.read(4096)
+    keys = msgpack.unpackb(data, raw=False)
+    names = ("control_server", "public", "secret", "data_public", "data_secret")
+    if not isinstance(keys, dict) or not all(
+        isinstance(keys.get(k), str) and len(keys[k]) == 40 for k in names
+    ):
+        raise SystemExit("spike.worker: bad job keys on standard input")
+    return {k: keys[k].encode("ascii") for k in names}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m spike.worker",
@@ -275,6 +336,14 @@ def main(argv=None):
         "--preload-compiler", action="store_true",
         help="import PyTensor right after saying hello (while the client builds)",
     )
+    parser.add_argument(
+        "--keys-from-stdin", action="store_true",
+        help="read the job's CURVE keys (msgpack) from standard input, as a daemon "
+        "hands them (keys are never put on a command line)",
+    )
+    parser.add_argument(
+        "--status-file", default=None, help="write the step count here (for the daemon)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=os.environ.get("SPIKE_LOG_LEVEL", "WARNING"),
@@ -284,8 +353,12 @@ def main(argv=None):
         die_with_parent()
         if os.getppid() != args.parent:
             return 3
+    job_keys = read_job_keys(sys.stdin.buffer) if args.keys_from_stdin else None
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    Worker(args.control, args.id, args.parent, args.bind_host, args.preload_compiler).serve()
+    Worker(
+        args.control, args.id, args.parent, args.bind_host, job_keys,
+        args.status_file, args.preload_compiler,
+    ).serve()
     return 0
 
 
