@@ -159,20 +159,23 @@ def placement_figures(sim):
     """Estimated compute and memory per worker (spike.cost), and their imbalance."""
     from spike import allocation
     from spike.cost import actor_costs, calibrate
+    from spike.dryrun import actor_entries
 
     costs = actor_costs(sim.model, sim.partition, calibrate(repeats=5))
-    compute = [0.0] * sim.n_workers
-    memory = [0] * sim.n_workers
-    for index, cost in enumerate(costs):
-        peer = sim.placement[index]
-        if peer > 0:
-            compute[peer - 1] += cost.seconds_per_step
-            memory[peer - 1] += cost.memory_bytes
+    entries = actor_entries(sim.partition, costs)
+    for entry in entries:
+        peer = sim.placement[entry["index"]]
+        entry["worker"] = peer - 1 if peer else None
+    figures = allocation.stats(
+        {"machines": 1, "workers_per_machine": sim.n_workers, "actors": entries}
+    )
     return {
-        "estimated_worker_data_mb": [m / 2**20 for m in memory],
-        "estimated_worker_ms_per_step": [c * 1e3 for c in compute],
-        "compute_imbalance": allocation.imbalance(compute),
-        "memory_imbalance": allocation.imbalance(memory),
+        "estimated_worker_data_mb": [w["memory_bytes"] / 2**20 for w in figures["workers"]],
+        "estimated_worker_ms_per_step": [
+            w["seconds_per_step"] * 1e3 for w in figures["workers"]
+        ],
+        "compute_imbalance": figures["compute_imbalance"],
+        "memory_imbalance": figures["memory_imbalance"],
         "split_ensembles": len(sim.split.splits),
     }
 

@@ -21,10 +21,10 @@ before an object changed, is refused with a message naming the first difference.
 """
 
 import hashlib
-import heapq
 import json
 
 from .exceptions import AllocationError
+from .placement import balance
 
 FORMAT = "spike-allocation"
 VERSION = 1
@@ -43,83 +43,7 @@ def fingerprint(signatures):
     return hashlib.sha256("|".join(signatures).encode()).hexdigest()[:24]
 
 
-# -- placing actors from their costs (pure logic) --------------------------------------
-
-
-def allocate(actors, links, n_workers):
-    """Assign a worker to every actor that is not kept in the client.
-
-    Parameters
-    ----------
-    actors : list of dict
-        With ``index``, ``seconds_per_step``, ``memory_bytes``, ``neurons``,
-        ``client`` (True: stays in the client) and optionally ``worker`` (fixed).
-    links : list of (int, int, int)
-        Bytes per step between two actors.
-    n_workers : int
-
-    Returns
-    -------
-    dict
-        ``{actor index: worker (0-based) or None for the client}``.
-
-    Actors with neurons are placed largest first on the worker with the least
-    compute so far, ties going to the one with the least memory (LPT with a heap);
-    the others (probes, passthrough nodes, filters) follow the actor they exchange
-    the most bytes with, so they add no traffic.
-    """
-    worker_of = {}
-    compute = [0.0] * n_workers
-    memory = [0] * n_workers
-    for a in actors:
-        if a.get("client"):
-            worker_of[a["index"]] = None
-        elif a.get("worker") is not None:
-            worker_of[a["index"]] = int(a["worker"])
-            compute[a["worker"]] += a["seconds_per_step"]
-            memory[a["worker"]] += a["memory_bytes"]
-    heap = [(compute[w], memory[w], w) for w in range(n_workers)]
-    heapq.heapify(heap)
-    big = [a for a in actors if a["index"] not in worker_of and a.get("neurons", 0) > 0]
-    for a in sorted(big, key=lambda a: (-a["seconds_per_step"], -a["memory_bytes"], a["index"])):
-        c, m, w = heapq.heappop(heap)
-        worker_of[a["index"]] = w
-        compute[w] = c + a["seconds_per_step"]
-        memory[w] = m + a["memory_bytes"]
-        heapq.heappush(heap, (compute[w], memory[w], w))
-
-    neighbours = {}
-    for a, b, nbytes in links:
-        neighbours.setdefault(a, []).append((b, nbytes))
-        neighbours.setdefault(b, []).append((a, nbytes))
-    by_index = {a["index"]: a for a in actors}
-    pending = [a["index"] for a in actors if a["index"] not in worker_of]
-    while pending:
-        waiting = []
-        for index in pending:
-            traffic = {}
-            for other, nbytes in neighbours.get(index, ()):
-                if other in worker_of and worker_of[other] is not None:
-                    w = worker_of[other]
-                    traffic[w] = traffic.get(w, 0) + nbytes
-            if not traffic and neighbours.get(index) and len(waiting) < len(pending) - 1:
-                waiting.append(index)  # wait until a neighbour is placed
-                continue
-            if traffic:
-                w = max(traffic, key=lambda w: (traffic[w], -compute[w], -w))
-            else:
-                w = min(range(n_workers), key=lambda w: (compute[w], w))
-            worker_of[index] = w
-            compute[w] += by_index[index]["seconds_per_step"]
-            memory[w] += by_index[index]["memory_bytes"]
-        if len(waiting) == len(pending):  # a cycle of followers: break it
-            index = waiting.pop(0)
-            w = min(range(n_workers), key=lambda w: (compute[w], w))
-            worker_of[index] = w
-            compute[w] += by_index[index]["seconds_per_step"]
-            memory[w] += by_index[index]["memory_bytes"]
-        pending = waiting
-    return worker_of
+# -- choosing a worker count ------------------------------------------------------------
 
 
 def suggest_workers(actors, links, max_workers, exchange_seconds=15e-6):
@@ -131,7 +55,7 @@ def suggest_workers(actors, links, max_workers, exchange_seconds=15e-6):
     """
     best, best_time = 1, None
     for n in range(1, max(1, max_workers) + 1):
-        worker_of = allocate(actors, links, n)
+        worker_of = balance(actors, links, n)
         step = step_estimate(actors, links, worker_of, n, exchange_seconds)
         if best_time is None or step < best_time * 0.97:  # 3%: not worth a worker
             best, best_time = n, step
@@ -222,7 +146,7 @@ def make_allocation(actor_entries, links, n_machines, workers_per_machine, model
                     calibration, baseline_bytes=0):
     """A new allocation dict (see the module docstring)."""
     entries = [dict(a, worker=None) for a in actor_entries]
-    worker_of = allocate(entries, links, n_machines * workers_per_machine)
+    worker_of = balance(entries, links, n_machines * workers_per_machine)
     for a in entries:
         a["worker"] = worker_of[a["index"]]
     return {

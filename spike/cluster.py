@@ -42,7 +42,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from . import keys as keyfiles
 from . import wire
-from .exceptions import HostError, ProtocolError, WorkerDied, WorkerError
+from .exceptions import HostError, ProtocolError, WorkerError
 from .hostfile import as_hosts
 from .pool import HELLO_TIMEOUT, WorkerHandle, WorkerPool
 
@@ -329,13 +329,7 @@ class HostPool(WorkerPool):
             raise ValueError(f"on_unreachable must be 'error' or 'skip', not {on_unreachable!r}")
         self.pid = os.getpid()
         self.hosts = as_hosts(hosts)
-        keys_dir = keys_dir or keyfiles.default_keys_dir()
-        client_keys = keyfiles.load_keypair(keys_dir, keyfiles.CLIENT)
-        daemon_key = None
-        if not all(h.key for h in self.hosts):
-            daemon_key = keyfiles.load_public(
-                os.path.join(keys_dir, f"{keyfiles.DAEMON}.key")
-            )
+        client_keys, daemon_key = keyfiles.client_credentials(keys_dir, self.hosts)
         self.handles = {}
         self.idle = []
         self.counter = 0
@@ -530,12 +524,6 @@ class HostPool(WorkerPool):
                     self.links.result(host, future, 10.0)
                 except HostError as e:  # its daemon stops the job when we go silent
                     logger.warning("could not stop the job's workers: %s", e)
-
-    def check_alive(self, handles):
-        for handle in handles:
-            status = handle.exit_status()
-            if status is not None:
-                raise WorkerDied(f"Spike {handle.name} {status}", handle.name)
 
     def host_status(self):
         """``{host: last status reply}`` of the daemons in use (None if none yet)."""

@@ -49,11 +49,7 @@ class Query:
         from .cluster import HEARTBEAT_TIMEOUT, HostLinks
 
         self.hosts = as_hosts(hosts)
-        keys_dir = keys_dir or keyfiles.default_keys_dir()
-        client_keys = keyfiles.load_keypair(keys_dir, keyfiles.CLIENT)
-        daemon_key = None
-        if not all(h.key for h in self.hosts):
-            daemon_key = keyfiles.load_public(os.path.join(keys_dir, f"{keyfiles.DAEMON}.key"))
+        client_keys, daemon_key = keyfiles.client_credentials(keys_dir, self.hosts)
         self.context = zmq.Context()
         self.links = HostLinks(
             self.hosts, self.context, client_keys, daemon_key, 10 * HEARTBEAT_TIMEOUT

@@ -92,11 +92,7 @@ def actor_costs(model, partition, calibration, dt=None):
                 work[kind] += units
             for sig in op.all_signals:
                 bases[id(sig.base)] = sig.base
-        memory = 0
-        for base in bases.values():
-            nbytes = signal_bytes(base)
-            # a mutable signal is held twice: its value and its initial value
-            memory += nbytes if base.readonly else 2 * nbytes
+        memory = sum(held_bytes(base) for base in bases.values())
         probe_bytes = 0
         for probe in probes_of.get(actor.index, ()):
             sig = model.sig[probe]["in"]
@@ -106,6 +102,13 @@ def actor_costs(model, partition, calibration, dt=None):
         cost.seconds_per_step = calibration.seconds(work)
         costs.append(cost)
     return costs
+
+
+def held_bytes(base):
+    """Bytes a worker holds for a base signal: a mutable one twice (its value and
+    its initial value, kept to reset), a read-only one once."""
+    nbytes = signal_bytes(base)
+    return nbytes if base.readonly else 2 * nbytes
 
 
 def signal_bytes(sig):

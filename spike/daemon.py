@@ -52,7 +52,7 @@ from . import keys as keyfiles
 from . import shm, wire
 from .exceptions import KeyFileError, ProtocolError
 from .hostfile import DEFAULT_PORT
-from .pool import WORKER_ENV
+from .pool import WORKER_ENV, describe_exit
 from .version import __version__
 
 logger = logging.getLogger(__name__)
@@ -99,16 +99,6 @@ def _process_times(pid):
     ticks = os.sysconf("SC_CLK_TCK")
     page = os.sysconf("SC_PAGE_SIZE")
     return (int(fields[11]) + int(fields[12])) / ticks, int(fields[21]) * page
-
-
-def describe_exit(code):
-    """How a process ended, from its return code."""
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exited with status {code}"
 
 
 STATUS_PREFIX = "spike-daemon-"

@@ -11,11 +11,10 @@ import os
 from dataclasses import dataclass
 
 from . import allocation as alloc
-from .cost import WORK_KINDS, actor_costs, calibrate, op_work, signal_bytes
+from .cost import WORK_KINDS, actor_costs, calibrate, held_bytes, op_work
 from .model import make_model, recording_owners
 from .partition import partition_model
-from .plan import step_order
-from .split import split_ensembles
+from .split import split_model
 
 
 @dataclass
@@ -37,9 +36,7 @@ def build_for_placement(network, dt=0.001, max_neurons=None):
     model = make_model(network, dt)
     with recording_owners(model):
         model.build(network)
-    model.spike_rng_order = step_order(model)
-    split = split_ensembles(model, max_neurons)
-    model.spike_split = split
+    split = split_model(model, max_neurons)
     partition = partition_model(model, split)
     return model, split, partition
 
@@ -90,8 +87,7 @@ def memory_usage(model, partition, costs, calibration, baseline_bytes):
         for sig in op.all_signals:
             if id(sig.base) not in counted:
                 counted.add(id(sig.base))
-                nbytes = signal_bytes(sig.base)
-                e["memory_bytes"] += nbytes if sig.base.readonly else 2 * nbytes
+                e["memory_bytes"] += held_bytes(sig.base)
     for e in objects.values():
         e["seconds_per_step"] = calibration.seconds(e["work"])
     return {

@@ -165,6 +165,20 @@ def load_keypair(directory, name):
     return keys["public-key"], keys["secret-key"]
 
 
+def client_credentials(keys_dir, hosts):
+    """What a client needs to reach the daemons of ``hosts``.
+
+    Returns ``((public, secret) of the client, daemon public key)``; the daemon key
+    is the directory's, or None when every host names its own (``key=``).
+    """
+    keys_dir = keys_dir or default_keys_dir()
+    client_keys = load_keypair(keys_dir, CLIENT)
+    daemon_key = None
+    if not all(h.key for h in hosts):
+        daemon_key = load_public(os.path.join(keys_dir, f"{DAEMON}.key"))
+    return client_keys, daemon_key
+
+
 def authorized_clients(directory):
     """The public keys in ``directory/authorized/*.key`` (a set of Z85 bytes)."""
     folder = os.path.join(directory, AUTHORIZED)

@@ -1,8 +1,10 @@
 """Placing actors on peers: the client (peer 0) and the workers (peers 1..n).
 
-This module is pure logic (no I/O). The default placer balances neuron counts with a
-largest-first greedy (LPT); actors that call user Python functions stay in the client
-so their side effects happen where the user is. ``assignments`` override both.
+This module is pure logic (no I/O). `balance` places actors largest first (LPT, with a
+heap) and lets actors without neurons follow their traffic; `place` uses it with neuron
+counts as the cost, `spike.allocation` with calibrated costs. Actors that call user
+Python functions stay in the client so their side effects happen where the user is.
+``assignments`` override both.
 """
 
 import heapq
@@ -108,53 +110,95 @@ def place(partition, n_workers, assignments=None):
         if peer_of_actor[actor.index] is None and actor.has_callables:
             peer_of_actor[actor.index] = CLIENT
 
-    load = [0] * (n_workers + 1)
-    for actor in actors:
-        if peer_of_actor[actor.index] is not None:
-            load[peer_of_actor[actor.index]] += actor_cost(actor)
+    # everything else through the one balancing routine (also used for allocation
+    # files), with neurons as the cost: workers are 0-based there, peers 1-based
+    entries = [
+        {
+            "index": actor.index,
+            "seconds_per_step": actor_cost(actor),
+            "memory_bytes": 0,
+            "neurons": actor.n_neurons,
+            "client": peer_of_actor[actor.index] == CLIENT,
+            "worker": None if not peer_of_actor[actor.index] else peer_of_actor[actor.index] - 1,
+        }
+        for actor in actors
+    ]
+    links = [(a, b, nbytes) for (a, b), nbytes in partition.links.items()]
+    worker_of = balance(entries, links, n_workers)
+    return [CLIENT if worker_of[a.index] is None else worker_of[a.index] + 1 for a in actors]
 
-    # actors with neurons: largest first onto the least loaded worker
-    heap = [(load[peer], peer) for peer in range(1, n_workers + 1)]
+
+def balance(actors, links, n_workers):
+    """Assign a worker to every actor that is not kept in the client.
+
+    Parameters
+    ----------
+    actors : list of dict
+        With ``index``, ``seconds_per_step``, ``memory_bytes``, ``neurons``,
+        ``client`` (True: stays in the client) and optionally ``worker`` (fixed).
+    links : list of (int, int, int)
+        Bytes per step between two actors.
+    n_workers : int
+
+    Returns
+    -------
+    dict
+        ``{actor index: worker (0-based) or None for the client}``.
+
+    Actors with neurons are placed largest first on the worker with the least
+    compute so far, ties going to the one with the least memory (LPT with a heap);
+    the others (probes, passthrough nodes, filters) follow the actor they exchange
+    the most bytes with, so they add no traffic.
+    """
+    worker_of = {}
+    compute = [0.0] * n_workers
+    memory = [0] * n_workers
+    for a in actors:
+        if a.get("client"):
+            worker_of[a["index"]] = None
+        elif a.get("worker") is not None:
+            worker_of[a["index"]] = int(a["worker"])
+            compute[a["worker"]] += a["seconds_per_step"]
+            memory[a["worker"]] += a["memory_bytes"]
+    heap = [(compute[w], memory[w], w) for w in range(n_workers)]
     heapq.heapify(heap)
-    free = [a for a in actors if peer_of_actor[a.index] is None and a.n_neurons > 0]
-    for actor in sorted(free, key=lambda a: (-actor_cost(a), a.index)):
-        cost, peer = heapq.heappop(heap)
-        peer_of_actor[actor.index] = peer
-        load[peer] = cost + actor_cost(actor)
-        heapq.heappush(heap, (load[peer], peer))
+    big = [a for a in actors if a["index"] not in worker_of and a.get("neurons", 0) > 0]
+    for a in sorted(big, key=lambda a: (-a["seconds_per_step"], -a["memory_bytes"], a["index"])):
+        c, m, w = heapq.heappop(heap)
+        worker_of[a["index"]] = w
+        compute[w] = c + a["seconds_per_step"]
+        memory[w] = m + a["memory_bytes"]
+        heapq.heappush(heap, (compute[w], memory[w], w))
 
-    # the rest (probes, passthrough Nodes, processes) go where their traffic goes
-    _place_followers(partition, peer_of_actor, load, n_workers)
-    return peer_of_actor
-
-
-def _place_followers(partition, peer_of_actor, load, n_workers):
     neighbours = {}
-    for (a, b), nbytes in partition.links.items():
+    for a, b, nbytes in links:
         neighbours.setdefault(a, []).append((b, nbytes))
         neighbours.setdefault(b, []).append((a, nbytes))
-    pending = [a.index for a in partition.actors if peer_of_actor[a.index] is None]
+    by_index = {a["index"]: a for a in actors}
+    pending = [a["index"] for a in actors if a["index"] not in worker_of]
     while pending:
-        still = []
+        waiting = []
         for index in pending:
             traffic = {}
             for other, nbytes in neighbours.get(index, ()):
-                peer = peer_of_actor[other]
-                if peer is not None:
-                    traffic[peer] = traffic.get(peer, 0) + nbytes
-            workers = {p: t for p, t in traffic.items() if p != CLIENT}
-            if workers:
-                peer = max(workers, key=lambda p: (workers[p], -load[p], -p))
-            elif neighbours.get(index) and len(still) < len(pending) - 1:
-                still.append(index)  # wait until a neighbour is placed
+                if other in worker_of and worker_of[other] is not None:
+                    w = worker_of[other]
+                    traffic[w] = traffic.get(w, 0) + nbytes
+            if not traffic and neighbours.get(index) and len(waiting) < len(pending) - 1:
+                waiting.append(index)  # wait until a neighbour is placed
                 continue
+            if traffic:
+                w = max(traffic, key=lambda w: (traffic[w], -compute[w], -w))
             else:
-                peer = min(range(1, n_workers + 1), key=lambda p: (load[p], p))
-            peer_of_actor[index] = peer
-            load[peer] += actor_cost(partition.actors[index])
-        if len(still) == len(pending):
-            index = still.pop(0)
-            peer = min(range(1, n_workers + 1), key=lambda p: (load[p], p))
-            peer_of_actor[index] = peer
-            load[peer] += actor_cost(partition.actors[index])
-        pending = still
+                w = min(range(n_workers), key=lambda w: (compute[w], w))
+            worker_of[index] = w
+            compute[w] += by_index[index]["seconds_per_step"]
+            memory[w] += by_index[index]["memory_bytes"]
+        if len(waiting) == len(pending):  # a cycle of followers: break it
+            index = waiting.pop(0)
+            w = min(range(n_workers), key=lambda w: (compute[w], w))
+            worker_of[index] = w
+            compute[w] += by_index[index]["seconds_per_step"]
+            memory[w] += by_index[index]["memory_bytes"]
+        pending = waiting
+    return worker_of

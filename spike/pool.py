@@ -62,14 +62,17 @@ class WorkerHandle:
     def exit_status(self):
         """None while running; otherwise a description of how the process ended."""
         code = self.proc.poll()
-        if code is None:
-            return None
-        if code < 0:
-            try:
-                return f"killed by {signal.Signals(-code).name}"
-            except ValueError:
-                return f"killed by signal {-code}"
-        return f"exited with status {code}"
+        return None if code is None else describe_exit(code)
+
+
+def describe_exit(code):
+    """How a process ended, from its return code."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with status {code}"
 
 
 class WorkerPool:

@@ -17,10 +17,10 @@ from .exceptions import SpikeError
 from .model import make_model, recording_owners
 from .partition import partition_model
 from .placement import CLIENT, place
-from .plan import make_plans, probe_record_keys, step_order
+from .plan import make_plans, probe_record_keys
 from .pool import get_pool
 from .session import Session
-from .split import split_ensembles
+from .split import model_step_order, split_model
 
 logger = logging.getLogger(__name__)
 
@@ -225,8 +225,9 @@ class Simulator:
                         self.n_workers = self._pool.total_slots
                     self._pool.check_workers(self.n_workers)
             with progress.next_stage("Placing on workers", "Placement"):
-                self.split = self._split(max_neurons)
-                self._step_order = step_order(self.model)
+                self.split = split_model(self.model, max_neurons)
+                self.max_neurons = max_neurons
+                self._step_order = model_step_order(self.model)
                 self.partition = partition_model(self.model, self.split)
                 if self.allocation is not None:
                     peers = self._allocated_peers(allocation)
@@ -283,17 +284,6 @@ class Simulator:
             CLIENT if entry["worker"] is None else entry["worker"] + 1
             for entry in self.allocation["actors"]
         ]
-
-    def _split(self, max_neurons):
-        """Split large ensembles (once per model: a pickled model keeps its split)."""
-        report = getattr(self.model, "spike_split", None)
-        if report is None:
-            # random states are drawn in the order of the model as nengo built it
-            self.model.spike_rng_order = step_order(self.model)
-            report = split_ensembles(self.model, max_neurons)
-            self.model.spike_split = report
-        self.max_neurons = max_neurons
-        return report
 
     def __del__(self):
         if not getattr(self, "closed", True):

@@ -42,9 +42,10 @@ from nengo.builder.probe import SimProbe
 from nengo.builder.processes import SimProcess
 from nengo.builder.signal import Signal
 from nengo.ensemble import Ensemble
+from nengo.exceptions import ValidationError
 from nengo.synapses import LinearFilter
 
-from nengo.exceptions import ValidationError
+from .plan import step_order
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +134,30 @@ def part_bounds(n, n_parts):
     """``n_parts`` ranges covering ``range(n)`` whose sizes differ by at most one."""
     edges = [(n * k) // n_parts for k in range(n_parts + 1)]
     return [(edges[k], edges[k + 1]) for k in range(n_parts)]
+
+
+def split_model(model, max_neurons=None):
+    """Split ``model``'s large ensembles once; return its `SplitReport`.
+
+    The report is kept on the model (``model.spike_split``), so a model that was
+    split (a pickled Simulator's) is not split again. Before splitting, the model's
+    step order is kept as ``model.spike_rng_order``: random states are drawn in the
+    order nengo built, and `spike.rng` replays them in it.
+    """
+    report = getattr(model, "spike_split", None)
+    if report is None:
+        model.spike_rng_order = step_order(model)
+        report = split_ensembles(model, max_neurons)
+        model.spike_split = report
+    return report
+
+
+def model_step_order(model):
+    """The step order of a model `split_model` has seen (no second sort if nothing
+    was split)."""
+    if not model.spike_split.splits:
+        return model.spike_rng_order
+    return step_order(model)
 
 
 def split_ensembles(model, max_neurons=None, n_parts=None):
@@ -416,13 +441,12 @@ class _Splitter:
 
         new_ops = []
         for op in self.model.operators:
-            kind = self.kind.get(op)
-            if kind is None:
+            if op not in self.kind:
                 new_ops.append(op)
                 continue
             owner = self.owners.get(op)
             for k, mapping in enumerate(parts):
-                new = self.copy_op(op, kind, mapping, k)
+                new = self.copy_op(op, mapping, k)
                 new_ops.append(new)
                 report.part_of_op[new] = (self.ens, k)
                 if owner is not None:
@@ -440,12 +464,12 @@ class _Splitter:
                 report.probes[probe] = ProbeParts("sum", 0, [m[base] for m in parts])
         return split
 
-    def copy_op(self, op, kind, mapping, k):
+    def copy_op(self, op, mapping, k):
         """Operator ``op`` for part ``k``: each signal replaced by the part's own."""
         new = copy.copy(op)
         for name in ("sets", "incs", "reads", "updates"):
             setattr(new, name, [mapping.get(s.base, s) for s in getattr(op, name)])
-        if kind == "pes":
+        if type(op) is SimPES:
             new.__class__ = SplitSimPES
             new.n_neurons_total = self.n
         start, stop = self.bounds[k]

@@ -5,8 +5,12 @@ every socket is on 127.0.0.1.
 """
 
 import os
+import signal
+import threading
+import time
 
 import nengo
+import pytest
 import numpy as np
 
 import spike
@@ -58,6 +62,49 @@ def assert_equivalent(net, steps=300, seed=None, **kwargs):
     sim = run_spike(net, steps, seed=seed, **kwargs)
     assert_same_probes(net, ref, sim)
     return sim
+
+
+def pid_alive(pid):
+    """True while ``pid`` is a live (not zombie) process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_gone(pids, timeout=5.0):
+    """True once none of ``pids`` is alive, False if one still is after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(pid_alive(p) for p in pids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def kill_later(pid, delay=0.5, sig=signal.SIGKILL):
+    """Send ``sig`` to ``pid`` from a thread after ``delay`` seconds; the returned list
+    receives the monotonic time it was sent (to time how fast a failure is seen)."""
+    sent_at = []
+
+    def kill():
+        time.sleep(delay)
+        sent_at.append(time.monotonic())
+        os.kill(pid, sig)
+
+    threading.Thread(target=kill, daemon=True).start()
+    return sent_at
+
+
+@pytest.fixture
+def keys_dir(tmp_path):
+    """A key directory with a client and a daemon keypair (`spike keys`)."""
+    from spike import keys
+
+    path = tmp_path / "keys"
+    keys.make_cluster_keys(str(path))
+    return str(path)
 
 
 def spike_processes():

@@ -9,7 +9,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
+
+from conftest import wait_gone as wait_gone_within
 
 from spike.daemon import remove_stale_directories
 
@@ -98,21 +99,9 @@ class DaemonProcess:
         remove_stale_directories()  # those of daemons killed with SIGKILL
 
 
-def pid_alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def wait_gone(pids, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not any(pid_alive(p) for p in pids):
-            return True
-        time.sleep(0.05)
-    return False
+    """`conftest.wait_gone`, with time for daemons to reap their workers."""
+    return wait_gone_within(pids, timeout)
 
 
 def children(pid):

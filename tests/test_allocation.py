@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import nengo
-import numpy as np
 import pytest
 from conftest import assert_same_probes, run_reference
 

@@ -1,7 +1,5 @@
 """Bad input and dead processes: clear errors, no hangs, no processes left behind."""
 
-import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -12,6 +10,8 @@ import nengo
 import numpy as np
 import pytest
 import zmq
+
+from conftest import kill_later, pid_alive, wait_gone
 
 import spike
 from spike.pool import get_pool
@@ -27,36 +27,12 @@ def long_model():
     return net
 
 
-def pid_alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def wait_gone(pids, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not any(pid_alive(p) for p in pids):
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_killed_worker_is_named_within_seconds_and_nothing_is_left():
     sim = spike.Simulator(long_model(), workers=2, progress_bar=False)
     handles = list(sim._session.handles.values())
     pids = [h.pid for h in handles]
     victim = handles[1]
-    killed_at = []
-
-    def kill():
-        time.sleep(0.5)
-        killed_at.append(time.monotonic())
-        os.kill(victim.pid, signal.SIGKILL)
-
-    threading.Thread(target=kill, daemon=True).start()
+    killed_at = kill_later(victim.pid)
     with pytest.raises(spike.WorkerDied) as info:
         sim.run(1000.0)  # far longer than the test
     waited = time.monotonic() - killed_at[0]

@@ -29,15 +29,9 @@ from spike.exceptions import HostError, HostfileError, KeyFileError
 from spike.hostfile import DEFAULT_PORT, Host, parse_hostfile, read_hostfile
 
 import models
-from conftest import assert_same_probes, run_reference
-from daemonctl import REPO, DaemonProcess, children, env, pid_alive, wait_gone
+from conftest import assert_same_probes, kill_later, pid_alive, run_reference
+from daemonctl import REPO, DaemonProcess, children, env, wait_gone
 
-
-@pytest.fixture
-def keys_dir(tmp_path):
-    path = tmp_path / "keys"
-    keyfiles.make_cluster_keys(str(path))
-    return str(path)
 
 
 @pytest.fixture
@@ -435,14 +429,7 @@ def test_killed_worker_is_named_with_its_host(daemons, keys_dir):
     handles = list(sim._session.handles.values())
     pids = [h.pid for h in handles]
     victim = handles[1]
-    killed_at = []
-
-    def kill():
-        time.sleep(0.5)
-        killed_at.append(time.monotonic())
-        os.kill(victim.pid, signal.SIGKILL)
-
-    threading.Thread(target=kill, daemon=True).start()
+    killed_at = kill_later(victim.pid)
     with pytest.raises(spike.WorkerDied) as info:
         sim.run(1000.0)
     assert time.monotonic() - killed_at[0] < 5.0
@@ -463,14 +450,7 @@ def test_stopped_daemon_is_named_and_nothing_is_left(daemons, keys_dir, how):
         progress_bar=False,
     )
     pids = [h.pid for h in sim._session.handles.values()]
-    killed_at = []
-
-    def kill():
-        time.sleep(0.5)
-        killed_at.append(time.monotonic())
-        os.kill(second.pid, getattr(signal, how))
-
-    threading.Thread(target=kill, daemon=True).start()
+    killed_at = kill_later(second.pid, sig=getattr(signal, how))
     with pytest.raises(spike.WorkerDied) as info:
         sim.run(1000.0)
     assert time.monotonic() - killed_at[0] < 5.0

@@ -5,7 +5,6 @@ cannot be made; tests/test_hosts.py covers the same paths with loopback daemons.
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -15,12 +14,11 @@ import nengo
 import pytest
 
 import spike
-from spike import keys as keyfiles
 from spike.exceptions import HostError
 
 import models
-from conftest import assert_same_probes, run_reference
-from daemonctl import REPO, env, pid_alive, wait_gone
+from conftest import assert_same_probes, kill_later, pid_alive, run_reference
+from daemonctl import REPO, env, wait_gone
 import netns
 
 REASON = netns.unavailable()
@@ -28,12 +26,6 @@ pytestmark = pytest.mark.skipif(REASON is not None, reason=f"no namespace hosts:
 
 PORT = 9470
 
-
-@pytest.fixture
-def keys_dir(tmp_path):
-    path = tmp_path / "keys"
-    keyfiles.make_cluster_keys(str(path))
-    return str(path)
 
 
 @pytest.fixture
@@ -128,14 +120,7 @@ def test_cluster_over_ssh_and_a_daemon_killed_mid_run(hosts, keys_dir):
         startup = time.monotonic() - start
         pids = [h.pid for h in sim._session.handles.values()]
         victim = status[f"{hosts.addresses[1]}:{PORT}"]["pid"]
-        killed_at = []
-
-        def kill():
-            time.sleep(1.0)
-            killed_at.append(time.monotonic())
-            os.kill(victim, signal.SIGKILL)
-
-        threading.Thread(target=kill, daemon=True).start()
+        killed_at = kill_later(victim, delay=1.0)
         with pytest.raises(spike.WorkerDied) as info:
             sim.run(1000.0)
         assert time.monotonic() - killed_at[0] < 5.0

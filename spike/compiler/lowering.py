@@ -151,7 +151,6 @@ def lower_bsr_dot_inc(op, signals, dt):
     """Block-sparse product: each stored block times its slice of X, summed per block row."""
     if op.X.ndim != 1 or op.A.ndim != 3:
         raise NotLowerable("block-sparse product of this shape")
-    pt = signals.pt
     A = signals.read(op.A, dtype=signals.matrix_dtype)
     product = BsrMatVec()(
         A,
