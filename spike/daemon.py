@@ -52,7 +52,7 @@ from . import keys as keyfiles
 from . import shm, wire
 from .exceptions import KeyFileError, ProtocolError
 from .hostfile import DEFAULT_PORT
-from .pool import WORKER_ENV, describe_exit
+from .pool import WORKER_ENV, describe_exit, process_running
 from .version import __version__
 
 logger = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def remove_stale_directories():
         if not name.startswith(STATUS_PREFIX):
             continue
         pid = name[len(STATUS_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+        if pid.isdigit() and not process_running(int(pid)):
             shutil.rmtree(os.path.join(root, name), ignore_errors=True)
             removed += 1
     return removed

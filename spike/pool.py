@@ -65,6 +65,15 @@ class WorkerHandle:
         return None if code is None else describe_exit(code)
 
 
+def process_running(pid):
+    """True if ``pid`` is a live process (a zombie is not: it can do nothing more)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def describe_exit(code):
     """How a process ended, from its return code."""
     if code < 0:

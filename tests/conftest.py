@@ -14,6 +14,7 @@ import pytest
 import numpy as np
 
 import spike
+from spike.pool import process_running as pid_alive
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -62,15 +63,6 @@ def assert_equivalent(net, steps=300, seed=None, **kwargs):
     sim = run_spike(net, steps, seed=seed, **kwargs)
     assert_same_probes(net, ref, sim)
     return sim
-
-
-def pid_alive(pid):
-    """True while ``pid`` is a live (not zombie) process."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def wait_gone(pids, timeout=5.0):

@@ -25,13 +25,13 @@ import spike
 from spike import keys as keyfiles
 from spike import wire
 from spike.cluster import HostPool
+from spike.daemon import remove_stale_directories
 from spike.exceptions import HostError, HostfileError, KeyFileError
 from spike.hostfile import DEFAULT_PORT, Host, parse_hostfile, read_hostfile
 
 import models
 from conftest import assert_same_probes, kill_later, pid_alive, run_reference
 from daemonctl import REPO, DaemonProcess, children, env, wait_gone
-
 
 
 @pytest.fixture
@@ -606,6 +606,8 @@ def test_cluster_start_status_stop(keys_dir, tmp_path):
         for pid in pids:
             if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
+        wait_gone(pids)
+        remove_stale_directories()  # of daemons killed above
 
 
 def test_cluster_start_refuses_a_remote_host_without_ssh(keys_dir, tmp_path):
