@@ -19,6 +19,7 @@ setup(
         "msgpack>=1.0",
         "cloudpickle>=2.0",
         "paramiko>=3.0",  # starting host daemons over SSH (ssh=True, --ssh)
+        "pymetis>=2023.1",  # graph partitions of the actors (spike.placement)
         "matplotlib>=3.5",
         # compiled workers (theano-pymc cannot run on Python 3.11 with a current
         # numpy); PyTensor 3 compiles with Numba, whose dot products use scipy's BLAS

@@ -181,30 +181,15 @@ def placement_figures(sim):
 
 
 def exchange_cost(steps=2000):
-    """Per-step time of two workers passing a 16-D value each way, minus one worker's."""
-    import nengo
+    """Per-step time of two workers passing a 16-D value each way, minus one worker's
+    (`spike.cost.measure_exchange`, which ``spike dry-run`` also uses)."""
+    from spike.cost import measure_exchange
 
-    import spike
-
-    with nengo.Network(seed=0) as net:
-        a = nengo.Node(size_in=16)
-        b = nengo.Node(size_in=16)
-        nengo.Connection(a, b, synapse=0.005)
-        nengo.Connection(b, a, synapse=0.005)
-    per_step = {}
-    for label, assignments in (("same", {a: 0, b: 0}), ("split", {a: 0, b: 1})):
-        workers = 2 if label == "split" else 1
-        with spike.Simulator(
-            net, workers=workers, assignments=assignments, progress_bar=False
-        ) as sim:
-            sim.run_steps(100)
-            start = time.perf_counter()
-            sim.run_steps(steps)
-            per_step[label] = (time.perf_counter() - start) / steps
+    seconds = measure_exchange(steps)
     return {
-        "one_worker_us_per_step": per_step["same"] * 1e6,
-        "two_workers_us_per_step": per_step["split"] * 1e6,
-        "exchange_us_per_step": (per_step["split"] - per_step["same"]) * 1e6,
+        "one_worker_us_per_step": seconds["one_worker_seconds"] * 1e6,
+        "two_workers_us_per_step": seconds["two_workers_seconds"] * 1e6,
+        "exchange_us_per_step": seconds["exchange_seconds"] * 1e6,
     }
 
 

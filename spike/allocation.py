@@ -24,7 +24,7 @@ import hashlib
 import json
 
 from .exceptions import AllocationError
-from .placement import balance
+from .placement import ExchangeCosts, balance, suggest_workers  # noqa: F401 (API)
 
 FORMAT = "spike-allocation"
 VERSION = 1
@@ -41,40 +41,6 @@ def actor_signature(actor):
 
 def fingerprint(signatures):
     return hashlib.sha256("|".join(signatures).encode()).hexdigest()[:24]
-
-
-# -- choosing a worker count ------------------------------------------------------------
-
-
-def suggest_workers(actors, links, max_workers, exchange_seconds=15e-6):
-    """The worker count with the shortest estimated step.
-
-    A step takes as long as the busiest worker's compute, plus ``exchange_seconds``
-    per other worker it exchanges values with (measured by ``make bench``: about
-    15 µs on one host). More workers than that pays for is not suggested.
-    """
-    best, best_time = 1, None
-    for n in range(1, max(1, max_workers) + 1):
-        worker_of = balance(actors, links, n)
-        step = step_estimate(actors, links, worker_of, n, exchange_seconds)
-        if best_time is None or step < best_time * 0.97:  # 3%: not worth a worker
-            best, best_time = n, step
-    return best, best_time
-
-
-def step_estimate(actors, links, worker_of, n_workers, exchange_seconds=15e-6):
-    compute = [0.0] * n_workers
-    for a in actors:
-        w = worker_of.get(a["index"])
-        if w is not None:
-            compute[w] += a["seconds_per_step"]
-    partners = [set() for _ in range(n_workers)]
-    for a, b, _ in links:
-        wa, wb = worker_of.get(a), worker_of.get(b)
-        if wa is not None and wb is not None and wa != wb:
-            partners[wa].add(wb)
-            partners[wb].add(wa)
-    return max(c + exchange_seconds * len(p) for c, p in zip(compute, partners))
 
 
 # -- figures ---------------------------------------------------------------------------
@@ -143,10 +109,14 @@ def stats(data):
 
 
 def make_allocation(actor_entries, links, n_machines, workers_per_machine, model_info,
-                    calibration, baseline_bytes=0):
-    """A new allocation dict (see the module docstring)."""
+                    calibration, baseline_bytes=0, method="auto"):
+    """A new allocation dict (see the module docstring); ``method`` is
+    `spike.placement.balance`'s."""
     entries = [dict(a, worker=None) for a in actor_entries]
-    worker_of = balance(entries, links, n_machines * workers_per_machine)
+    worker_of = balance(
+        entries, links, n_machines * workers_per_machine, workers_per_machine,
+        method=method, costs=ExchangeCosts.from_dict(calibration.get("exchange", {})),
+    )
     for a in entries:
         a["worker"] = worker_of[a["index"]]
     return {
@@ -157,17 +127,18 @@ def make_allocation(actor_entries, links, n_machines, workers_per_machine, model
         "machines": n_machines,
         "workers_per_machine": workers_per_machine,
         "worker_baseline_bytes": baseline_bytes,
+        "placement_method": method,
         "actors": entries,
         "links": [list(link) for link in links],
     }
 
 
-def rebalance(data, n_machines, workers_per_machine):
+def rebalance(data, n_machines, workers_per_machine, method="auto"):
     """``data`` redistributed over ``n_machines`` of ``workers_per_machine`` each."""
     entries = [{k: v for k, v in a.items() if k != "worker"} for a in data["actors"]]
     return make_allocation(
         entries, data["links"], n_machines, workers_per_machine, data["model"],
-        data.get("calibration", {}), data.get("worker_baseline_bytes", 0),
+        data.get("calibration", {}), data.get("worker_baseline_bytes", 0), method,
     )
 
 

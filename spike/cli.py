@@ -145,7 +145,7 @@ def cmd_dry_run(args):
     network = load_model(args.model)
     result = dry_run(
         network, dt=args.dt, max_neurons=args.max_neurons,
-        n_workers=args.num_target_workers,
+        n_workers=args.num_target_workers, method=args.method,
     )
     os.makedirs(args.out_dir, exist_ok=True)
     usage_path = os.path.join(args.out_dir, "memory_usage.json")
@@ -165,8 +165,12 @@ def cmd_dry_run(args):
     print(
         "calibration (this machine): "
         f"{cal['neurons'] * 1e9:.1f} ns/neuron, {cal['macs'] * 1e9:.2f} ns/multiply-add, "
-        f"{cal['elements'] * 1e9:.2f} ns/element, {cal['operators'] * 1e6:.2f} µs/operator"
+        f"{cal['elements'] * 1e9:.2f} ns/element, {cal['operators'] * 1e6:.2f} µs/operator, "
+        f"{result.calibration.exchange_costs().partner_seconds * 1e6:.1f} µs/step per "
+        "exchange partner"
     )
+    if result.calibration_path:
+        print(f"kept this machine's calibration in {result.calibration_path}")
     print(
         f"estimated: {result.memory_usage['total_seconds_per_step'] * 1e3:.3f} ms of "
         f"compute per step in all, {_mib(result.memory_usage['total_memory_bytes'])} "
@@ -182,11 +186,22 @@ def cmd_dry_run(args):
     return 0
 
 
+def add_method_argument(parser):
+    parser.add_argument(
+        "--method", choices=("auto", "greedy", "graph"), default="auto",
+        help="placement: 'greedy' is largest first onto the least loaded worker "
+        "(probes and filters follow their traffic); 'graph' is a METIS partition "
+        "of the actors' traffic graph weighted by compute and memory (machines "
+        "first, then each machine's workers); 'auto' (default) computes both and "
+        "keeps the one with the shorter estimated step",
+    )
+
+
 def cmd_rebalance(args):
     from . import allocation
 
     data = allocation.load(args.allocation)
-    new = allocation.rebalance(data, args.machines, args.workers_per_machine)
+    new = allocation.rebalance(data, args.machines, args.workers_per_machine, args.method)
     allocation.save(new, args.output)
     figures = allocation.stats(new)
     print(
@@ -387,7 +402,8 @@ def build_parser():
     run.add_argument("model", help="Python script defining `model` (a nengo.Network)")
     run.add_argument(
         "-w", "--workers", type=int, default=None,
-        help="number of worker processes (default: one per core; with --hosts, "
+        help="number of worker processes (default: chosen for the model, from 1 to "
+        "one per core, by estimated step time including the exchange; with --hosts, "
         "every slot of the hosts)",
     )
     run.add_argument(
@@ -441,6 +457,7 @@ def build_parser():
         help="split ensembles above N neurons into sub-ensembles",
     )
     dry.add_argument("--dt", type=float, default=0.001, help="time step (default: 0.001)")
+    add_method_argument(dry)
     dry.add_argument("-d", "--out-dir", default=".", help="where to write (default: .)")
     dry.add_argument(
         "--allocation", default="allocation.json",
@@ -452,8 +469,8 @@ def build_parser():
         "rebalance",
         help="redistribute an allocation over machines and workers",
         description="Read an allocation file and place its actors again on "
-        "N_MACHINES machines of K workers each (largest first onto the least loaded "
-        "worker; probes and filters follow their traffic).",
+        "N_MACHINES machines of K workers each, balancing compute and memory and "
+        "keeping the bytes that cross workers (and machines) low; see --method.",
     )
     reb.add_argument("allocation", help="allocation file (from `spike dry-run`)")
     reb.add_argument("machines", type=int, metavar="N_MACHINES")
@@ -462,6 +479,7 @@ def build_parser():
         help="workers per machine (default: 1)",
     )
     reb.add_argument("-o", "--output", required=True, help="rebalanced allocation file")
+    add_method_argument(reb)
     reb.set_defaults(func=cmd_rebalance)
 
     st = commands.add_parser(

@@ -20,6 +20,7 @@ holds a copy of each mutable signal's initial value (to reset), and a fixed base
 (Python, numpy, nengo: measured from a live worker by `spike dry-run`).
 """
 
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -120,14 +121,22 @@ def signal_bytes(sig):
 
 @dataclass
 class Calibration:
-    """Seconds per unit of each kind of work, measured on one machine."""
+    """Seconds per unit of each kind of work, measured on one machine, and what
+    exchanging values between workers costs there (`spike.placement.ExchangeCosts`
+    fields; empty: the defaults)."""
 
     seconds_per_unit: dict
     machine: dict = field(default_factory=dict)
     measured_at: str = ""
+    exchange: dict = field(default_factory=dict)
 
     def seconds(self, work):
         return float(sum(self.seconds_per_unit[k] * work.get(k, 0) for k in WORK_KINDS))
+
+    def exchange_costs(self):
+        from .placement import ExchangeCosts
+
+        return ExchangeCosts.from_dict(self.exchange)
 
     def to_dict(self):
         return asdict(self)
@@ -135,12 +144,16 @@ class Calibration:
     @classmethod
     def from_dict(cls, data):
         units = {k: float(data["seconds_per_unit"][k]) for k in WORK_KINDS}
-        return cls(units, dict(data.get("machine", {})), str(data.get("measured_at", "")))
+        exchange = {k: float(v) for k, v in dict(data.get("exchange", {})).items()}
+        return cls(
+            units, dict(data.get("machine", {})), str(data.get("measured_at", "")), exchange
+        )
 
 
 DEFAULT_CALIBRATION = Calibration(
     {"neurons": 2.5e-8, "macs": 1.0e-9, "elements": 2.0e-9, "operators": 3.0e-6},
     {"note": "defaults (2-core AMD EPYC, numpy 2.3); run `spike dry-run` to measure"},
+    exchange={"partner_seconds": 15e-6},
 )
 
 
@@ -153,8 +166,10 @@ def _best_time(function, repeats):
     return best
 
 
-def calibrate(repeats=20):
-    """Measure seconds per neuron update, multiply-add, element and operator here."""
+def calibrate(repeats=20, exchange=False):
+    """Measure seconds per neuron update, multiply-add, element and operator here
+    (and with ``exchange``, the per-step cost of exchanging with another worker:
+    `measure_exchange`, a few seconds)."""
     import nengo
 
     rng = np.random.default_rng(0)
@@ -197,4 +212,73 @@ def calibrate(repeats=20):
         {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
          "numpy": np.__version__},
         datetime.datetime.now().isoformat(timespec="seconds"),
+        {"partner_seconds": measure_exchange()["exchange_seconds"]} if exchange else {},
     )
+
+
+def measure_exchange(steps=1000):
+    """What exchanging values with one other local worker adds to a step.
+
+    Two Nodes pass a 16-D value each way every step, first on one worker, then on
+    two; the difference per step (the best of three runs each, never below 1 µs)
+    is the exchange's cost. ``make bench`` reports the same measurement.
+
+    Returns
+    -------
+    dict
+        ``one_worker_seconds``, ``two_workers_seconds`` and ``exchange_seconds``
+        per step.
+    """
+    import nengo
+
+    from .simulator import Simulator
+
+    with nengo.Network(seed=0) as net:
+        a = nengo.Node(size_in=16)
+        b = nengo.Node(size_in=16)
+        nengo.Connection(a, b, synapse=0.005)
+        nengo.Connection(b, a, synapse=0.005)
+    per_step = {}
+    for workers, assignments in ((1, {a: 0, b: 0}), (2, {a: 0, b: 1})):
+        with Simulator(
+            net, workers=workers, assignments=assignments, compile=False,
+            progress_bar=False,
+        ) as sim:
+            sim.run_steps(100)
+            per_step[workers] = _best_time(lambda: sim.run_steps(steps), 3) / steps
+    return {
+        "one_worker_seconds": per_step[1],
+        "two_workers_seconds": per_step[2],
+        "exchange_seconds": max(per_step[2] - per_step[1], 1e-6),
+    }
+
+
+# -- this machine's calibration, kept between runs -------------------------------------
+
+
+def machine_calibration_path():
+    from .compiler.cache import cache_dir
+
+    return cache_dir() / "calibration.json"
+
+
+def save_machine_calibration(calibration):
+    """Keep ``calibration`` (from ``spike dry-run``) for later Simulators here."""
+    import json
+
+    path = machine_calibration_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(calibration.to_dict(), indent=1) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def machine_calibration():
+    """The calibration ``spike dry-run`` last measured here, else `DEFAULT_CALIBRATION`."""
+    import json
+
+    try:
+        return Calibration.from_dict(json.loads(machine_calibration_path().read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return DEFAULT_CALIBRATION

@@ -11,7 +11,14 @@ import os
 from dataclasses import dataclass
 
 from . import allocation as alloc
-from .cost import WORK_KINDS, actor_costs, calibrate, held_bytes, op_work
+from .cost import (
+    WORK_KINDS,
+    actor_costs,
+    calibrate,
+    held_bytes,
+    op_work,
+    save_machine_calibration,
+)
 from .model import make_model, recording_owners
 from .partition import partition_model
 from .split import split_model
@@ -29,6 +36,7 @@ class DryRun:
     allocation: dict
     memory_usage: dict
     suggested_workers: int
+    calibration_path: object = None
 
 
 def build_for_placement(network, dt=0.001, max_neurons=None):
@@ -126,7 +134,7 @@ def worker_baseline_bytes():
 
 
 def dry_run(network, dt=0.001, max_neurons=None, n_workers=None, max_workers=None,
-            measure_baseline=True):
+            measure_baseline=True, method="auto"):
     """Build ``network``, measure this machine, estimate and allocate.
 
     Parameters
@@ -135,14 +143,24 @@ def dry_run(network, dt=0.001, max_neurons=None, n_workers=None, max_workers=Non
         Workers to allocate for (default: the suggested number).
     max_workers : int, optional
         Largest worker count considered for the suggestion (default: the cores).
+    measure_baseline : bool, optional
+        Measure an idle worker's memory and the exchange's cost per step, and keep
+        the calibration for later Simulators on this machine
+        (`spike.cost.save_machine_calibration`). False: compute only (tests).
+    method : {"auto", "greedy", "graph"}, optional
+        How to place (see `spike.placement.balance`).
     """
     model, split, partition = build_for_placement(network, dt, max_neurons)
-    calibration = calibrate()
+    calibration = calibrate(exchange=measure_baseline)
+    calibration_path = save_machine_calibration(calibration) if measure_baseline else None
     costs = actor_costs(model, partition, calibration)
     baseline = worker_baseline_bytes() if measure_baseline else 0
     entries = actor_entries(partition, costs)
     links = partition_links(partition)
-    suggested, _ = alloc.suggest_workers(entries, links, max_workers or os.cpu_count() or 1)
+    suggested, _ = alloc.suggest_workers(
+        entries, links, max_workers or os.cpu_count() or 1,
+        costs=calibration.exchange_costs(),
+    )
     n = n_workers or suggested
     info = {
         "fingerprint": alloc.fingerprint([e["signature"] for e in entries]),
@@ -153,7 +171,10 @@ def dry_run(network, dt=0.001, max_neurons=None, n_workers=None, max_workers=Non
         "split": {str(ens): s.n_parts for ens, s in split.splits.items()},
     }
     allocation = alloc.make_allocation(
-        entries, links, 1, n, info, calibration.to_dict(), baseline
+        entries, links, 1, n, info, calibration.to_dict(), baseline, method
     )
     usage = memory_usage(model, partition, costs, calibration, baseline)
-    return DryRun(model, partition, split, calibration, costs, allocation, usage, suggested)
+    return DryRun(
+        model, partition, split, calibration, costs, allocation, usage, suggested,
+        calibration_path,
+    )

@@ -16,7 +16,7 @@ from . import allocation as allocation_file
 from .exceptions import SpikeError
 from .model import make_model, recording_owners
 from .partition import partition_model
-from .placement import CLIENT, place
+from .placement import CLIENT, place, placement_inputs, suggest_workers
 from .plan import make_plans, probe_record_keys
 from .pool import get_pool
 from .session import Session
@@ -26,11 +26,29 @@ logger = logging.getLogger(__name__)
 
 
 def default_workers():
-    """One worker per core (``SPIKE_WORKERS`` overrides)."""
+    """``SPIKE_WORKERS`` if set, else None: chosen per model (see `choose_workers`)."""
     env = os.environ.get("SPIKE_WORKERS")
     if env:
         return int(env)
+    return None
+
+
+def max_local_workers():
+    """The most local workers Spike chooses by itself: one per core."""
     return os.cpu_count() or 1
+
+
+def choose_workers(partition, max_workers, assignments=None, calibration=None):
+    """The number of workers for ``partition`` (`spike.placement.suggest_workers`:
+    the count with the shortest estimated step, compute plus exchange, using this
+    machine's calibration), at least enough for the worker indices in
+    ``assignments``. Returns (count, estimated seconds per step)."""
+    entries, links, costs = placement_inputs(partition, calibration=calibration)
+    n, step = suggest_workers(entries, links, max_workers, costs=costs)
+    named = [v for v in (assignments or {}).values() if not isinstance(v, str)]
+    if named:
+        n = max(n, max(int(v) for v in named) + 1)
+    return n, step
 
 
 def default_compile():
@@ -68,8 +86,11 @@ class Simulator:
         If True, each worker (and the client) merges the operators of its share with
         nengo's op-merging optimizer, as `nengo.Simulator` does for the whole model.
     workers : int, optional
-        Number of local worker processes (default: one per core, or the
-        ``SPIKE_WORKERS`` environment variable).
+        Number of local worker processes. By default (or the ``SPIKE_WORKERS``
+        environment variable) Spike chooses, from one to one per core: the count
+        with the shortest estimated step, compute shared among workers plus the
+        cost of exchanging values (measured by ``spike dry-run`` on this machine;
+        defaults otherwise), so a small model is not spread thinner than pays.
     assignments : dict, optional
         ``{nengo_object: worker_index}`` to place objects by hand (a Network places
         all its objects; ``"client"`` keeps an object in this process). Objects that
@@ -182,7 +203,9 @@ class Simulator:
             raise ValidationError("must be at least 1", attr="workers", obj=self)
         if hosts is None:
             # local workers start (and import the compiler) while the model builds
-            get_pool().prestart(self.n_workers, preload=self.compile is not False)
+            get_pool().prestart(
+                self.n_workers or max_local_workers(), preload=self.compile is not False
+            )
 
         try:
             self._construct(
@@ -229,6 +252,14 @@ class Simulator:
                 self.max_neurons = max_neurons
                 self._step_order = model_step_order(self.model)
                 self.partition = partition_model(self.model, self.split)
+                if self.n_workers is None:
+                    self.n_workers, step = choose_workers(
+                        self.partition, max_local_workers(), assignments
+                    )
+                    logger.info(
+                        "chose %d worker(s) for %d actors (estimated %.1f µs per step)",
+                        self.n_workers, len(self.partition.actors), step * 1e6,
+                    )
                 if self.allocation is not None:
                     peers = self._allocated_peers(allocation)
                 else:

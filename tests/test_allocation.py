@@ -137,10 +137,13 @@ def test_cli_dry_run_rebalance_stats(tmp_path):
         "    nengo.Probe(a, synapse=0.01)\n"
     )
 
+    # the dry run keeps this machine's calibration in Spike's cache: a test's own
+    env = dict(os.environ, SPIKE_CACHE_DIR=str(tmp_path / "cache"))
+
     def spike_cli(*args):
         out = subprocess.run(
             [sys.executable, "-m", "spike.cli", *args], cwd=tmp_path,
-            capture_output=True, text=True, timeout=300,
+            capture_output=True, text=True, timeout=300, env=env,
         )
         assert out.returncode == 0, out.stderr
         return out.stdout
@@ -150,8 +153,13 @@ def test_cli_dry_run_rebalance_stats(tmp_path):
     usage = json.loads((tmp_path / "out" / "memory_usage.json").read_text())
     assert usage["format"] == "spike-memory-usage" and usage["objects"]
     assert usage["worker_baseline_bytes"] > 0
-    spike_cli("rebalance", "out/allocation.json", "2", "-k", "2", "-o", "out/re.json")
+    kept = json.loads((tmp_path / "cache" / "calibration.json").read_text())
+    assert 0 < kept["exchange"]["partner_seconds"] < 0.1
+    assert "per exchange partner" in text and "calibration.json" in text
+    spike_cli("rebalance", "out/allocation.json", "2", "-k", "2", "-o", "out/re.json",
+              "--method", "graph")
     figures = json.loads(spike_cli("stats", "out/re.json", "--json", "--plot", "out/re.png"))
+    assert json.loads((tmp_path / "out" / "re.json").read_text())["placement_method"] == "graph"
     assert figures["n_workers"] == 4 and len(figures["machines"]) == 2
     assert {"compute_imbalance", "memory_imbalance"} <= set(figures)
     assert (tmp_path / "out" / "re.png").stat().st_size > 1000

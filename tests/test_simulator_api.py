@@ -129,15 +129,6 @@ def test_progress_bar_reports_simulation(capsys):
     assert max(n for name, n in bar.updates if name == "Simulating") == 200
 
 
-def test_default_worker_count_is_one_per_core(monkeypatch):
-    monkeypatch.delenv("SPIKE_WORKERS", raising=False)
-    with spike.Simulator(small_net(), progress_bar=False) as sim:
-        assert sim.n_workers == (__import__("os").cpu_count() or 1)
-    monkeypatch.setenv("SPIKE_WORKERS", "3")
-    with spike.Simulator(small_net(), progress_bar=False) as sim:
-        assert sim.n_workers == 3
-
-
 def test_bad_worker_count():
     with pytest.raises(ValidationError, match="at least 1"):
         spike.Simulator(small_net(), workers=0)
