@@ -147,8 +147,10 @@ def run_one(name, config, sim_time, tiny, repeats=3, build_only=False):
         "rss_client_mb": peak_rss_mb(),
     }
     if backend == "spike":
-        handles = list(sim._session.handles.values())
-        result["rss_workers_mb"] = [peak_rss_mb(h.pid) for h in handles]
+        handles = sim._session.handles  # {peer: handle}; worker w is peer w + 1
+        result["rss_workers_mb"] = [
+            peak_rss_mb(handles[peer].pid) for peer in sorted(handles) if peer
+        ]
         result["actors"] = len(sim.partition.actors)
         result.update(placement_figures(sim))
     sim.close()
@@ -170,6 +172,8 @@ def placement_figures(sim):
         {"machines": 1, "workers_per_machine": sim.n_workers, "actors": entries}
     )
     return {
+        "worker_data_bytes": [w["memory_bytes"] for w in figures["workers"]],
+        "worker_operators": [w["operators"] for w in figures["workers"]],
         "estimated_worker_data_mb": [w["memory_bytes"] / 2**20 for w in figures["workers"]],
         "estimated_worker_ms_per_step": [
             w["seconds_per_step"] * 1e3 for w in figures["workers"]
@@ -299,11 +303,40 @@ def summarize(results, bandwidth):
     return rows
 
 
+MEMORY_TOLERANCE = 0.15
+"""Issue target: each worker's measured peak memory within 15% of its estimate."""
+
+
+def memory_check(results, baselines):
+    """Each worker's estimated peak memory (`spike.cost.estimated_peak_rss`, with the
+    baselines measured in this run) against its measured peak, per configuration."""
+    from spike.cost import estimated_peak_rss
+
+    rows = []
+    for r in results:
+        if r["backend"] != "spike" or r.get("cold_cache"):
+            continue
+        mode = "compiled" if r["compile"] else "interpreted"
+        measured = r["rss_workers_mb"]
+        for w, (data, ops) in enumerate(zip(r["worker_data_bytes"], r["worker_operators"])):
+            if w >= len(measured):
+                break
+            estimate = estimated_peak_rss(data, ops, baselines[mode]) / 2**20
+            rows.append({
+                "model": r["model"], "config": r["config"], "worker": w,
+                "data_mb": data / 2**20, "operators": ops,
+                "estimated_mb": estimate, "measured_mb": measured[w],
+                "ratio": measured[w] / estimate,
+                "within_tolerance": abs(measured[w] / estimate - 1) <= MEMORY_TOLERANCE,
+            })
+    return rows
+
+
 def fmt(x, unit="×"):
     return "—" if x is None else f"{x:.2f}{unit}"
 
 
-def markdown(summary, results, exchange, bandwidth, info):
+def markdown(summary, results, exchange, bandwidth, info, memory=(), baselines=None):
     from bench import models
 
     lines = [
@@ -385,6 +418,30 @@ def markdown(summary, results, exchange, bandwidth, info):
             f"| {', '.join(f'{x:.1f}' for x in r['estimated_worker_data_mb'])} "
             f"| {', '.join(f'{x:.0f}' for x in r['rss_workers_mb'])} |"
         )
+    if memory:
+        inside = sum(m["within_tolerance"] for m in memory)
+        lines += [
+            "",
+            "## Memory: estimated and measured peak per worker",
+            "",
+            "Estimate = a fresh worker's measured peak after a tiny model ("
+            + ", ".join(f"{v / 2**20:.0f} MiB {k}" for k, v in (baselines or {}).items())
+            + ") + 1.8 × the bytes its actors hold + 8 kB per operator "
+            "(`spike.cost.estimated_peak_rss`, what `spike stats` shows). Measured = the "
+            "worker's peak resident memory (VmHWM) after the runs, compile cache warm. "
+            f"**{inside} of {len(memory)} workers within ±15%** of their estimate.",
+            "",
+            "| model | configuration | worker | data MiB | operators | estimated MiB | "
+            "measured MiB | measured / estimated |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for m in memory:
+            mark = "" if m["within_tolerance"] else " ✗"
+            lines.append(
+                f"| {m['model']} | {m['config']} | {m['worker']} | {m['data_mb']:.1f} "
+                f"| {m['operators']} | {m['estimated_mb']:.0f} | {m['measured_mb']:.0f} "
+                f"| {m['ratio']:.2f}{mark} |"
+            )
     lines += [
         "",
         "## Exchange alone",
@@ -440,6 +497,11 @@ def main(argv=None):
     bandwidth = memory_bandwidth(nbytes=(16 if args.tiny else 256) * 2**20)
     info = machine()
     summary = summarize(results, bandwidth)
+    from spike.dryrun import worker_baselines
+
+    print("bench: measuring fresh workers' memory...", file=sys.stderr, flush=True)
+    baselines = worker_baselines()
+    memory = memory_check(results, baselines)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(
@@ -449,11 +511,13 @@ def main(argv=None):
                 "summary": summary,
                 "results": results,
                 "exchange": exchange,
+                "worker_baselines_bytes": baselines,
+                "memory_check": memory,
             },
             f,
             indent=2,
         )
-    text = markdown(summary, results, exchange, bandwidth, info)
+    text = markdown(summary, results, exchange, bandwidth, info, memory, baselines)
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(text)
     print(text)

@@ -9,7 +9,8 @@ It is JSON (human-inspectable, never pickled)::
                "max_neurons": 5000},
      "calibration": {...},                  # seconds per unit of work (spike.cost)
      "machines": 1, "workers_per_machine": 2,
-     "worker_baseline_bytes": 60000000,     # an idle worker's memory
+     "worker_baseline_bytes": {"interpreted": 66e6, "compiled": 230e6},
+                                            # a fresh worker's peak, per mode
      "actors": [{"index": 0, "label": "...", "signature": "...", "neurons": 5000,
                  "work": {...}, "seconds_per_step": 1e-4, "memory_bytes": 123,
                  "client": false, "worker": 0}, ...],
@@ -22,6 +23,8 @@ before an object changed, is refused with a message naming the first difference.
 
 import hashlib
 import json
+
+from .cost import estimated_peak_rss
 
 from .exceptions import AllocationError
 from .placement import ExchangeCosts, balance, suggest_workers  # noqa: F401 (API)
@@ -49,16 +52,17 @@ def fingerprint(signatures):
 def worker_totals(data):
     """Per worker and per machine compute (s/step) and memory of an allocation.
 
-    ``memory_bytes`` is what the worker's actors hold; ``estimated_rss_bytes`` adds
-    an idle worker's baseline (Python, numpy, nengo), the figure to compare with a
-    worker's measured resident memory.
+    ``memory_bytes`` is what the worker's actors hold;
+    ``estimated_peak_rss_bytes`` (``{"interpreted": ..., "compiled": ...}``, for the
+    modes whose baseline the file has) is `spike.cost.estimated_peak_rss`: the
+    figure to compare with a worker's measured peak resident memory.
     """
     k = data["workers_per_machine"]
     n_workers = data["machines"] * k
-    baseline = data.get("worker_baseline_bytes", 0)
+    baselines = worker_baselines(data)
     workers = [
         {"worker": w, "machine": w // k, "seconds_per_step": 0.0,
-         "memory_bytes": 0, "estimated_rss_bytes": baseline, "actors": 0, "neurons": 0}
+         "memory_bytes": 0, "actors": 0, "neurons": 0, "operators": 0}
         for w in range(n_workers)
     ]
     for a in data["actors"]:
@@ -67,9 +71,14 @@ def worker_totals(data):
             continue
         workers[w]["seconds_per_step"] += a["seconds_per_step"]
         workers[w]["memory_bytes"] += a["memory_bytes"]
-        workers[w]["estimated_rss_bytes"] += a["memory_bytes"]
         workers[w]["actors"] += 1
         workers[w]["neurons"] += a.get("neurons", 0)
+        workers[w]["operators"] += a.get("work", {}).get("operators", 0)
+    for w in workers:
+        w["estimated_peak_rss_bytes"] = {
+            mode: estimated_peak_rss(w["memory_bytes"], w["operators"], baseline)
+            for mode, baseline in baselines.items()
+        }
     machines = []
     for m in range(data["machines"]):
         mine = [w for w in workers if w["machine"] == m]
@@ -80,6 +89,15 @@ def worker_totals(data):
             "workers": len(mine),
         })
     return workers, machines
+
+
+def worker_baselines(data):
+    """``{mode: bytes}`` of a fresh worker's peak memory recorded in ``data`` (an
+    allocation); a single number (older files) is the interpreted one."""
+    baseline = data.get("worker_baseline_bytes") or {}
+    if isinstance(baseline, (int, float)):
+        return {"interpreted": int(baseline)}
+    return {str(mode): int(value) for mode, value in baseline.items()}
 
 
 def imbalance(values):
@@ -109,7 +127,7 @@ def stats(data):
 
 
 def make_allocation(actor_entries, links, n_machines, workers_per_machine, model_info,
-                    calibration, baseline_bytes=0, method="auto"):
+                    calibration, baseline_bytes=None, method="auto"):
     """A new allocation dict (see the module docstring); ``method`` is
     `spike.placement.balance`'s."""
     entries = [dict(a, worker=None) for a in actor_entries]
@@ -126,7 +144,7 @@ def make_allocation(actor_entries, links, n_machines, workers_per_machine, model
         "calibration": calibration,
         "machines": n_machines,
         "workers_per_machine": workers_per_machine,
-        "worker_baseline_bytes": baseline_bytes,
+        "worker_baseline_bytes": baseline_bytes or {},
         "placement_method": method,
         "actors": entries,
         "links": [list(link) for link in links],
@@ -138,7 +156,7 @@ def rebalance(data, n_machines, workers_per_machine, method="auto"):
     entries = [{k: v for k, v in a.items() if k != "worker"} for a in data["actors"]]
     return make_allocation(
         entries, data["links"], n_machines, workers_per_machine, data["model"],
-        data.get("calibration", {}), data.get("worker_baseline_bytes", 0), method,
+        data.get("calibration", {}), worker_baselines(data), method,
     )
 
 

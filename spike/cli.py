@@ -174,7 +174,9 @@ def cmd_dry_run(args):
     print(
         f"estimated: {result.memory_usage['total_seconds_per_step'] * 1e3:.3f} ms of "
         f"compute per step in all, {_mib(result.memory_usage['total_memory_bytes'])} "
-        f"of signals, {_mib(result.memory_usage['worker_baseline_bytes'])} per idle worker"
+        "of signals; a fresh worker's peak: "
+        + ", ".join(f"{_mib(v)} {mode}" for mode, v in
+                    result.memory_usage["worker_baseline_bytes"].items())
     )
     print(f"suggested workers: {result.suggested_workers}")
     print(
@@ -283,13 +285,23 @@ def cmd_stats(args):
     else:
         print(f"{args.allocation}: {figures['n_actors']} actors, {figures['n_workers']} "
               f"workers on {len(figures['machines'])} machine(s)")
+        modes = list(figures["workers"][0]["estimated_peak_rss_bytes"]) if figures["workers"] else []
         print(f"{'worker':>6} {'machine':>7} {'actors':>6} {'neurons':>8} "
-              f"{'ms/step':>9} {'memory':>11}  compute")
+              f"{'ms/step':>9} {'data':>11}"
+              + "".join(f" {'peak ' + m[:6]:>12}" for m in modes) + "  compute")
         peak = max(w["seconds_per_step"] for w in figures["workers"]) or 1
         for w in figures["workers"]:
             bar = "#" * int(round(30 * w["seconds_per_step"] / peak))
             print(f"{w['worker']:>6} {w['machine']:>7} {w['actors']:>6} {w['neurons']:>8} "
-                  f"{w['seconds_per_step'] * 1e3:>9.3f} {_mib(w['memory_bytes']):>11}  {bar}")
+                  f"{w['seconds_per_step'] * 1e3:>9.3f} {_mib(w['memory_bytes']):>11}"
+                  + "".join(f" {_mib(w['estimated_peak_rss_bytes'][m]):>12}" for m in modes)
+                  + f"  {bar}")
+        if modes:
+            from .cost import PEAK_BYTES_PER_OPERATOR, PEAK_DATA_FACTOR
+
+            print("peak = estimated peak resident memory of the worker (interpreted or "
+                  f"compiled): a fresh worker's measured peak + {PEAK_DATA_FACTOR} x its "
+                  f"data + {PEAK_BYTES_PER_OPERATOR / 1000:g} kB per operator")
         for m in figures["machines"]:
             print(f"machine {m['machine']}: {m['workers']} workers, "
                   f"{m['seconds_per_step'] * 1e3:.3f} ms/step, {_mib(m['memory_bytes'])}")

@@ -17,7 +17,8 @@ with the results (`Calibration.to_dict`) so an allocation says what it assumed.
 Memory is the bytes of every signal an actor holds (matrices, state, inputs), each
 counted once, plus its probes' buffers for a given simulated time. A worker also
 holds a copy of each mutable signal's initial value (to reset), and a fixed baseline
-(Python, numpy, nengo: measured from a live worker by `spike dry-run`).
+(Python, numpy, nengo, and the compiler when compiled: measured by `spike dry-run`
+from fresh workers); `estimated_peak_rss` adds them up.
 """
 
 import os
@@ -103,6 +104,39 @@ def actor_costs(model, partition, calibration, dt=None):
         cost.seconds_per_step = calibration.seconds(work)
         costs.append(cost)
     return costs
+
+
+PEAK_DATA_FACTOR = 1.8
+"""A worker's peak memory grows by about this many times the bytes its actors hold:
+the values themselves plus the copies made while its share is received, unpickled
+and merged."""
+
+PEAK_BYTES_PER_OPERATOR = 8000
+"""...and by about this much per operator (the operator, its signals and views, the
+plan's pickle, the merged operators). Both constants were fitted on the peaks of
+``make bench``'s four models on a 2-core VM (each within 3%)."""
+
+
+def estimated_peak_rss(data_bytes, n_operators, baseline_bytes, probe_bytes=0):
+    """A worker's estimated peak resident memory.
+
+    Parameters
+    ----------
+    data_bytes : int
+        What its actors hold (sum of `ActorCost.memory_bytes`).
+    n_operators : int
+        Its operators before merging (sum of the ``"operators"`` work).
+    baseline_bytes : int
+        The peak of a worker that ran a tiny model in the same mode (interpreted
+        or compiled; `spike.dryrun.worker_baselines`): Python, numpy, nengo, and
+        PyTensor, Numba and LLVM when compiled.
+    probe_bytes : int, optional
+        Probe data gathered during one ``run`` (kept in the worker until its end).
+    """
+    return int(
+        baseline_bytes + PEAK_DATA_FACTOR * data_bytes
+        + PEAK_BYTES_PER_OPERATOR * n_operators + probe_bytes
+    )
 
 
 def held_bytes(base):

@@ -8,6 +8,8 @@ allocation=...)`` follows.
 """
 
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 
 from . import allocation as alloc
@@ -114,23 +116,46 @@ def memory_usage(model, partition, costs, calibration, baseline_bytes):
     }
 
 
-def worker_baseline_bytes():
-    """Resident memory of an idle Spike worker on this machine (started and kept
-    in the pool, so later Simulators reuse it)."""
-    from .pool import get_pool
+def worker_baselines(compiled=True):
+    """Peak resident memory of a fresh worker that ran a tiny model, on this machine.
 
-    pool = get_pool()
-    handles = pool.acquire(1)
-    try:
-        with open(f"/proc/{handles[0].pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return 0
-    finally:
-        pool.release(handles)
-    return 0
+    Returns
+    -------
+    dict
+        ``{"interpreted": bytes, "compiled": bytes}`` (``compiled`` only if asked;
+        compiling the tiny model the first time on a machine takes a few seconds).
+        Each is measured in a new process with its own worker, so no earlier job
+        has raised the worker's peak.
+    """
+    modes = ["interpreted"] + (["compiled"] if compiled else [])
+    result = {}
+    for mode in modes:
+        out = subprocess.run(
+            [sys.executable, "-c",
+             f"from spike.dryrun import _baseline_child; _baseline_child({mode == 'compiled'})"],
+            capture_output=True, text=True, timeout=600,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"measuring a {mode} worker failed:\n{out.stderr[-2000:]}")
+        result[mode] = int(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _baseline_child(compiled):
+    import nengo
+
+    from .pool import peak_rss_bytes
+    from .simulator import Simulator
+
+    with nengo.Network(seed=0) as net:
+        stim = nengo.Node([0.5])
+        ens = nengo.Ensemble(50, 1)
+        nengo.Connection(stim, ens)
+        nengo.Probe(ens, synapse=0.01)
+    with Simulator(net, workers=1, compile=compiled, progress_bar=False) as sim:
+        sim.run_steps(10)
+        (handle,) = sim._session.handles.values()
+        print(peak_rss_bytes(handle.pid))
 
 
 def dry_run(network, dt=0.001, max_neurons=None, n_workers=None, max_workers=None,
@@ -144,8 +169,9 @@ def dry_run(network, dt=0.001, max_neurons=None, n_workers=None, max_workers=Non
     max_workers : int, optional
         Largest worker count considered for the suggestion (default: the cores).
     measure_baseline : bool, optional
-        Measure an idle worker's memory and the exchange's cost per step, and keep
-        the calibration for later Simulators on this machine
+        Measure a fresh worker's memory (interpreted and compiled,
+        `worker_baselines`) and the exchange's cost per step, and keep the
+        calibration for later Simulators on this machine
         (`spike.cost.save_machine_calibration`). False: compute only (tests).
     method : {"auto", "greedy", "graph"}, optional
         How to place (see `spike.placement.balance`).
@@ -154,7 +180,7 @@ def dry_run(network, dt=0.001, max_neurons=None, n_workers=None, max_workers=Non
     calibration = calibrate(exchange=measure_baseline)
     calibration_path = save_machine_calibration(calibration) if measure_baseline else None
     costs = actor_costs(model, partition, calibration)
-    baseline = worker_baseline_bytes() if measure_baseline else 0
+    baseline = worker_baselines() if measure_baseline else {}
     entries = actor_entries(partition, costs)
     links = partition_links(partition)
     suggested, _ = alloc.suggest_workers(

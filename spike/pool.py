@@ -74,6 +74,18 @@ def process_running(pid):
         return False
 
 
+def peak_rss_bytes(pid):
+    """Peak resident memory (VmHWM) of process ``pid`` in bytes (0 if unknown)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def describe_exit(code):
     """How a process ended, from its return code."""
     if code < 0:

@@ -152,7 +152,8 @@ def test_cli_dry_run_rebalance_stats(tmp_path):
     assert "suggested workers" in text and "3 parts" not in text
     usage = json.loads((tmp_path / "out" / "memory_usage.json").read_text())
     assert usage["format"] == "spike-memory-usage" and usage["objects"]
-    assert usage["worker_baseline_bytes"] > 0
+    baselines = usage["worker_baseline_bytes"]
+    assert baselines["compiled"] > baselines["interpreted"] > 10e6
     kept = json.loads((tmp_path / "cache" / "calibration.json").read_text())
     assert 0 < kept["exchange"]["partner_seconds"] < 0.1
     assert "per exchange partner" in text and "calibration.json" in text
@@ -162,6 +163,9 @@ def test_cli_dry_run_rebalance_stats(tmp_path):
     assert json.loads((tmp_path / "out" / "re.json").read_text())["placement_method"] == "graph"
     assert figures["n_workers"] == 4 and len(figures["machines"]) == 2
     assert {"compute_imbalance", "memory_imbalance"} <= set(figures)
+    for w in figures["workers"]:  # the peak estimate: a fresh worker's, and more
+        for mode, baseline in baselines.items():
+            assert w["estimated_peak_rss_bytes"][mode] > baseline
     assert (tmp_path / "out" / "re.png").stat().st_size > 1000
     assert "imbalance" in spike_cli("stats", "out/allocation.json")
     result = spike_cli("run", str(script), "--allocation", "out/allocation.json",

@@ -35,6 +35,15 @@ def test_bench_runs_tiny_and_writes_json_and_markdown(tmp_path):
     assert split and all(r["split_ensembles"] == 2 for r in split)
     assert all(r["compute_imbalance"] >= 1 for r in split)
     assert data["exchange"]["two_workers_us_per_step"] > 0
+    # every warm Spike configuration's workers: estimated against measured peak memory
+    memory = data["memory_check"]
+    assert {m["config"] for m in memory} == {
+        r["config"] for r in data["results"] if r["backend"] == "spike" and not r["cold_cache"]
+    }
+    for m in memory:
+        assert m["estimated_mb"] > 0 and m["measured_mb"] > 0
+        assert m["within_tolerance"] == (abs(m["measured_mb"] / m["estimated_mb"] - 1) <= 0.15)
     text = (tmp_path / "results.md").read_text()
     assert text.index("## Best configuration") < text.index("## Absolute figures")
+    assert "## Memory: estimated and measured peak per worker" in text
     assert "cores" in text and "GB/s" in text
