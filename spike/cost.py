@@ -148,8 +148,9 @@ def held_bytes(base):
 
 def signal_bytes(sig):
     value = sig.initial_value
-    if hasattr(value, "data") and hasattr(value, "indices"):  # scipy sparse
-        return int(value.data.nbytes + value.indices.nbytes + value.indptr.nbytes)
+    if hasattr(value, "data") and hasattr(value, "indices"):  # scipy's or nengo's sparse
+        parts = (getattr(value, name, None) for name in ("data", "indices", "indptr"))
+        return int(sum(np.asarray(part).nbytes for part in parts if part is not None))
     return int(getattr(value, "nbytes", sig.size * 8))
 
 
