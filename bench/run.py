@@ -171,7 +171,12 @@ def placement_figures(sim):
     figures = allocation.stats(
         {"machines": 1, "workers_per_machine": sim.n_workers, "actors": entries}
     )
+    crossing = sum(
+        nbytes for (a, b), nbytes in sim.partition.links.items()
+        if sim.placement[a] != sim.placement[b]
+    )
     return {
+        "crossing_bytes_per_step": crossing,
         "worker_data_bytes": [w["memory_bytes"] for w in figures["workers"]],
         "worker_operators": [w["operators"] for w in figures["workers"]],
         "estimated_worker_data_mb": [w["memory_bytes"] / 2**20 for w in figures["workers"]],
@@ -400,13 +405,14 @@ def markdown(summary, results, exchange, bandwidth, info, memory=(), baselines=N
         "## Placement: estimated load per worker",
         "",
         "Estimated by `spike.cost` (calibrated in the same run) for the placement used; "
-        "imbalance = max/mean over workers. Data = bytes of the signals the worker's "
-        "actors hold; its measured peak RSS adds Python, numpy, nengo (and PyTensor when "
-        "compiled).",
+        "imbalance = max/mean over workers. Bytes crossing = values exchanged between "
+        "peers per step (the METIS graph partition keeps chains together). Data = bytes "
+        "of the signals the worker's actors hold (see the memory table below).",
         "",
         "| model | configuration | actors | compute imbalance | memory imbalance | "
-        "estimated ms/step per worker | estimated data MiB per worker | measured peak RSS MiB |",
-        "|---|---|---|---|---|---|---|---|",
+        "bytes crossing peers per step | estimated ms/step per worker | "
+        "estimated data MiB per worker | measured peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         if r["backend"] != "spike" or r["workers"] < 2 or r.get("cold_cache"):
@@ -414,6 +420,7 @@ def markdown(summary, results, exchange, bandwidth, info, memory=(), baselines=N
         lines.append(
             f"| {r['model']} | {r['config']} | {r['actors']} "
             f"| {r['compute_imbalance']:.3f} | {r['memory_imbalance']:.3f} "
+            f"| {r['crossing_bytes_per_step']} "
             f"| {', '.join(f'{x:.3f}' for x in r['estimated_worker_ms_per_step'])} "
             f"| {', '.join(f'{x:.1f}' for x in r['estimated_worker_data_mb'])} "
             f"| {', '.join(f'{x:.0f}' for x in r['rss_workers_mb'])} |"
