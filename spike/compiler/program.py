@@ -20,6 +20,19 @@ from .symbolic import NotLowerable, SymbolicSignals
 logger = logging.getLogger("spike.compiler")
 
 
+EXCLUDED_REWRITES = ("local_write_of_write_same_indices",)
+"""PyTensor rewrites Spike turns off. ``x[i].set(0)[i].inc(v) -> x[i].set(v)``
+forks the arena's chain of in-place updates wherever something reads the arena
+between the two writes (a Reset, then a product that reads its input): the first
+write then can no longer be in place and copies the whole arena every step."""
+
+
+def compile_mode():
+    """PyTensor's default mode (the Numba linker) without `EXCLUDED_REWRITES`."""
+    pytensor = load_pytensor()
+    return pytensor.compile.mode.get_default_mode().excluding(*EXCLUDED_REWRITES)
+
+
 class Program:
     """The peer's operators grouped into compiled segments and Python operators.
 
@@ -135,6 +148,7 @@ class Program:
         function = pytensor.function(
             inputs,
             [pytensor.Out(v, borrow=True) for v in outputs],
+            mode=compile_mode(),
             on_unused_input="ignore",
             accept_inplace=True,
         )
