@@ -38,7 +38,7 @@ import warnings
 import msgpack
 import zmq
 
-from . import wire
+from . import shares, wire
 from .exchange import Exchange
 from .executor import Executor
 from .rng import decode_states
@@ -233,7 +233,7 @@ class Worker:
         self.release()
         plan = pickle.loads(message.blobs[0])
         addresses = {int(k): v for k, v in message.fields["addresses"].items()}
-        self.executor = Executor(plan)
+        self.executor = Executor(plan, share_key=shares.share_key(message.blobs[0]))
         self.exchange = Exchange(
             self.context,
             self.pull,

@@ -30,6 +30,14 @@ def Program(*args, **kwargs):
     return Program(*args, **kwargs)
 
 
+def reuse_program(*args, **kwargs):
+    """`spike.compiler.program.Program.reuse` (imports PyTensor, configured)."""
+    load_pytensor()
+    from .program import Program
+
+    return Program.reuse(*args, **kwargs)
+
+
 def count_neurons(ops):
     from nengo.builder.neurons import SimNeurons
 
@@ -70,4 +78,5 @@ __all__ = [
     "count_neurons",
     "decide",
     "load_pytensor",
+    "reuse_program",
 ]
