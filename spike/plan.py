@@ -213,13 +213,15 @@ def make_plans(
         plan.ops = stable_toposort(plan.ops, rank)
         plan.order = [position[op] for op in plan.ops]
 
+    # crossing signals in the order the model's operators first touch them, which
+    # is the same in every process (names hold memory addresses): the share a
+    # worker is sent is then the same bytes for the same model (see spike.shares)
     routes = {}  # (src, dst) -> list of bases
     for base, (source, targets) in partition.crossing.items():
         src = peer_of_actor[source]
         for dst in sorted({peer_of_actor[t] for t in targets} - {src}):
             routes.setdefault((src, dst), []).append(base)
     for (src, dst), bases in sorted(routes.items()):
-        bases.sort(key=lambda b: (b.name, id(b)))
         plans[src].sends[dst] = Route(bases)
         plans[dst].recvs[src] = Route(bases)
 

@@ -42,15 +42,31 @@ def network(seed=3):
     return net
 
 
-def worker_share(net, compile):
-    """``(plan, blob, states)``: the single worker's plan, pickled as sent, and the
+def chains(seed=3, n=3, length=4):
+    """Unlabeled ensembles (their names hold memory addresses) in chains: placed on
+    two workers, each route carries several signals."""
+    with nengo.Network(seed=seed) as net:
+        stim = nengo.Node(nengo.processes.WhiteSignal(1.0, high=5, seed=1), size_out=1)
+        for _ in range(n):
+            previous = stim
+            for _ in range(length):
+                ens = nengo.Ensemble(20, 1)
+                nengo.Connection(previous, ens)
+                previous = ens
+            nengo.Probe(previous, synapse=0.01)
+    return net
+
+
+def worker_share(net, compile, workers=1):
+    """``(plan, blob, states)``: the first worker's plan, pickled as sent, and the
     random states of a reset."""
     model = make_model(net, 0.001)
     model.build(net)
     split_model(model)
     partition = partition_model(model)
     plans = make_plans(
-        model, partition, place(partition, 1, None), 2, order=model.spike_rng_order,
+        model, partition, place(partition, workers, None), workers + 1,
+        order=model.spike_rng_order,
         optimize=True, compile=compile, rng_order=model.spike_rng_order,
     )
     blob = _pickle_plan(plans[1], {})
@@ -92,11 +108,12 @@ def test_reused_share_steps_like_a_prepared_one(compile):
         np.testing.assert_array_equal(a, b)
 
 
-def test_key_ignores_addresses_but_not_values():
-    _, blob, _ = worker_share(network(), False)
-    _, again, _ = worker_share(network(), False)  # other objects, other addresses
+@pytest.mark.parametrize("workers", [1, 2])
+def test_key_ignores_addresses_but_not_values(workers):
+    _, blob, _ = worker_share(chains(), False, workers)
+    _, again, _ = worker_share(chains(), False, workers)  # other objects and addresses
     assert shares.share_key(blob) == shares.share_key(again)
-    _, other, _ = worker_share(network(seed=4), False)
+    _, other, _ = worker_share(chains(seed=4), False, workers)
     assert shares.share_key(other) != shares.share_key(blob)
 
 
