@@ -301,14 +301,11 @@ class Worker:
 
 
 def preload_compiler():
-    """Import PyTensor and Spike's lowerings now (about a second), if installed."""
-    from .compiler import available
+    """Make the compiler ready now (about a second), if installed."""
+    from .compiler import available, preload
 
     if available():
-        from .compiler import load_pytensor
-
-        load_pytensor()
-        from .compiler import program  # noqa: F401  (imports the lowerings)
+        preload()
 
 
 def read_job_keys(stream):
