@@ -29,7 +29,7 @@ from pytensor.tensor import as_tensor_variable  # noqa: E402
 from pytensor.tensor.type import TensorType  # noqa: E402
 
 
-KERNEL_VERSION = 2
+KERNEL_VERSION = 3
 """Part of the cache key of the compiled kernels: bump it when one changes."""
 
 
@@ -65,6 +65,7 @@ def numba_lif_step(op, node=None, **kwargs):
     dt, tau_rc, tau_ref = op.dt, op.tau_rc, op.tau_ref
     min_voltage, spike_height = op.min_voltage, op.amplitude / op.dt
     full_step = math.expm1(-dt / tau_rc)  # what nengo computes when delta_t == dt
+    no_step = math.expm1(-0.0 / tau_rc)  # ... and when delta_t == 0 (refractory): -0.0
 
     @numba_njit
     def lif_step(J, voltage, refractory_time):
@@ -81,6 +82,8 @@ def numba_lif_step(op, node=None, **kwargs):
                 delta_t = dt
             if delta_t == dt:
                 factor = full_step
+            elif delta_t == 0.0:
+                factor = no_step
             else:
                 factor = math.expm1(-delta_t / tau_rc)
             j = J[i]
