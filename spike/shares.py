@@ -102,12 +102,15 @@ def load(key):
 
             load_pytensor()
         plan, layout = pickle.loads(payload)
-        os.utime(path)
     except FileNotFoundError:
         return None
     except Exception as e:  # a damaged entry, or one from incompatible libraries
         logger.warning("ignoring prepared share %s: %s", path, e)
         return None
+    try:
+        os.utime(path)  # recently used: pruned last
+    except OSError:
+        pass
     return plan, layout
 
 
@@ -120,15 +123,19 @@ def store(key, plan, layout):
             if not isinstance(item, int):
                 for container in item[1].input_storage:
                     container.data = None
+    temporary = None
     try:
         payload = cloudpickle.dumps((plan, layout), protocol=pickle.HIGHEST_PROTOCOL)
         directory = shares_dir()
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as f:
+            temporary = f.name
             pickle.dump((layout is not None, payload), f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(f.name, _path(key))
+        os.replace(temporary, _path(key))
     except Exception as e:  # the cache is an optimisation: never fail a run for it
         logger.warning("could not keep the prepared share: %s", e)
+        if temporary is not None and os.path.exists(temporary):
+            os.unlink(temporary)
         return
     _prune(directory)
 
