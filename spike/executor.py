@@ -12,7 +12,7 @@ import copy
 import numpy as np
 from nengo.builder.signal import SignalDict
 
-from . import compiler
+from . import compiler, shares
 from .merge import merge_plan
 
 _SHARED_RNG = np.random.RandomState(0)  # for ops that never draw at make_step
@@ -25,12 +25,20 @@ class Executor:
     ----------
     plan : PeerPlan
         The peer's share of the model.
+    share_key : str, optional
+        `spike.shares.share_key` of the pickled plan: the merged plan and compiled
+        program are then loaded from the share cache if there, and kept there if not.
     """
 
-    def __init__(self, plan):
-        plan = copy.copy(plan)  # merging replaces the plan's lists: keep the caller's
-        if plan.optimize:
-            merge_plan(plan)
+    def __init__(self, plan, share_key=None):
+        prepared = shares.load(share_key)
+        if prepared is not None:
+            plan, layout = prepared
+        else:
+            plan = copy.copy(plan)  # merging replaces the plan's lists: keep the caller's
+            layout = None
+            if plan.optimize:
+                merge_plan(plan)
         compiling = compiler.decide(plan.compile, plan.ops)
         self.plan = plan
         self.signals = SignalDict()
@@ -46,10 +54,16 @@ class Executor:
             if sig.base not in self.signals:
                 self.signals.init(sig.base)
         self.program = None
-        if compiling:
+        if compiling and layout is not None:
+            self.program = compiler.reuse_program(
+                layout, plan.ops, arena, self.signals, plan.matrix_dtype
+            )
+        elif compiling:
             self.program = compiler.Program(
                 plan.ops, arena, self.signals, plan.dt, plan.matrix_dtype
             )
+        if prepared is None and (plan.optimize or compiling):
+            shares.store(share_key, plan, None if self.program is None else self.program.layout())
         self.n_steps = 0
         self.steps = []
         self.probe_data = {p.key: [] for p in plan.probes}

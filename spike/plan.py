@@ -20,7 +20,13 @@ class Route:
     Parameters
     ----------
     bases : list of Signal
-        Base signals (never views), in an order both ends agree on.
+        Base signals (or, after merging, the views left in their place), in an order
+        both ends agree on.
+
+    Packing and unpacking copy, per base array of the peer's signals, all of the
+    route's elements in it with one indexed copy (see `_copies`), not signal by
+    signal: after merging, a route's many small signals are views of a few merged
+    arrays, and a copy per signal cost microseconds each, every step.
     """
 
     def __init__(self, bases):
@@ -31,24 +37,99 @@ class Route:
             self.offsets.append(offset)
             offset += base.nbytes
         self.nbytes = offset
+        self._bound = None  # (signals, copies) of the last SignalDict packed or unpacked
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_bound"] = None
+        return state
+
+    def _copies(self, signals):
+        """``[(flat array, positions in it, positions in the buffer)]`` for
+        ``signals`` (one entry per array owning the memory of the route's signals),
+        or None if the route has other dtypes than float64 or signals
+        in non-contiguous arrays (then it copies signal by signal).
+
+        Positions are slices where they run contiguously. Computed once per
+        SignalDict (its arrays never move).
+        """
+        bound = self.__dict__.get("_bound")
+        if bound is not None and bound[0] is signals:
+            return bound[1]
+        from .compiler.symbolic import memory_positions
+
+        groups = {}  # id of an owner array -> (flat owner, [positions], [buffer positions])
+        copies = []
+        for sig, offset in zip(self.bases, self.offsets):
+            array = signals[sig.base]
+            owner = _owner(array)
+            if sig.dtype != np.float64 or not (
+                array.flags.c_contiguous and owner.flags.c_contiguous
+            ):
+                copies = None
+                break
+            start = (_address(array) - _address(owner)) // 8
+            flat, positions, slots = groups.setdefault(id(owner), (owner.reshape(-1), [], []))
+            positions.append(start + memory_positions(sig).reshape(-1))
+            slots.append(np.arange(sig.size) + offset // 8)
+        if copies is not None:
+            copies = [
+                (flat, _as_slice(np.concatenate(positions)), _as_slice(np.concatenate(slots)))
+                for flat, positions, slots in groups.values()
+            ]
+        self._bound = (signals, copies)
+        return copies
 
     def pack(self, signals, out):
         """Copy the current values of the route's signals into ``out`` (uint8)."""
-        for base, offset in zip(self.bases, self.offsets):
-            value = signals[base]
-            out[offset : offset + value.nbytes] = value.reshape(-1).view(np.uint8)
+        copies = self._copies(signals)
+        if copies is None:
+            for base, offset in zip(self.bases, self.offsets):
+                value = signals[base]
+                out[offset : offset + value.nbytes] = value.reshape(-1).view(np.uint8)
+            return out
+        buffer = out[: self.nbytes].view(np.float64)
+        for flat, positions, slots in copies:
+            buffer[slots] = flat[positions]
         return out
 
     def unpack(self, signals, payload):
         """Write a received buffer into the route's signals."""
-        for base, offset in zip(self.bases, self.offsets):
-            value = np.frombuffer(
-                payload, dtype=base.dtype, count=base.size, offset=offset
-            )
-            signals[base][...] = value.reshape(base.shape)
+        copies = self._copies(signals)
+        if copies is None:
+            for base, offset in zip(self.bases, self.offsets):
+                value = np.frombuffer(
+                    payload, dtype=base.dtype, count=base.size, offset=offset
+                )
+                signals[base][...] = value.reshape(base.shape)
+            return
+        buffer = np.frombuffer(payload, dtype=np.float64, count=self.nbytes // 8)
+        for flat, positions, slots in copies:
+            flat[positions] = buffer[slots]
 
     def __len__(self):
         return len(self.bases)
+
+
+def _owner(array):
+    """The array whose memory ``array`` views (a compiled peer's signals all view
+    its arena), or ``array`` itself."""
+    while isinstance(array.base, np.ndarray) and array.base.dtype == array.dtype:
+        array = array.base
+    return array
+
+
+def _address(array):
+    return array.__array_interface__["data"][0]
+
+
+def _as_slice(positions):
+    """``positions`` (int array) as a slice if they are one increasing run."""
+    if positions.size and np.array_equal(
+        positions, np.arange(positions[0], positions[0] + positions.size)
+    ):
+        return slice(int(positions[0]), int(positions[0]) + positions.size)
+    return positions
 
 
 @dataclass
@@ -213,13 +294,15 @@ def make_plans(
         plan.ops = stable_toposort(plan.ops, rank)
         plan.order = [position[op] for op in plan.ops]
 
+    # crossing signals in the order the model's operators first touch them, which
+    # is the same in every process (names hold memory addresses): the share a
+    # worker is sent is then the same bytes for the same model (see spike.shares)
     routes = {}  # (src, dst) -> list of bases
     for base, (source, targets) in partition.crossing.items():
         src = peer_of_actor[source]
         for dst in sorted({peer_of_actor[t] for t in targets} - {src}):
             routes.setdefault((src, dst), []).append(base)
     for (src, dst), bases in sorted(routes.items()):
-        bases.sort(key=lambda b: (b.name, id(b)))
         plans[src].sends[dst] = Route(bases)
         plans[dst].recvs[src] = Route(bases)
 

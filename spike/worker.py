@@ -31,6 +31,7 @@ import signal
 import socket as pysocket
 import struct
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -38,7 +39,7 @@ import warnings
 import msgpack
 import zmq
 
-from . import wire
+from . import shares, wire
 from .exchange import Exchange
 from .executor import Executor
 from .rng import decode_states
@@ -99,6 +100,7 @@ class Worker:
     ):
         self.worker_id = worker_id
         self.preload_compiler = preload_compiler
+        self.preloading = None  # the thread preloading the compiler
         self.parent_pid = parent_pid
         self.context = zmq.Context()
         self.auth = None
@@ -183,8 +185,11 @@ class Worker:
                 "data": self.data_address,
             },
         )
-        if self.preload_compiler:
-            preload_compiler()
+        if self.preload_compiler:  # in the background, yielding to the client's build
+            self.preloading = threading.Thread(
+                target=preload_compiler, kwargs={"nice": PRELOAD_NICE}, daemon=True
+            )
+            self.preloading.start()
         while self.running:
             if not self.control.poll(1000):
                 if not self.parent_alive():
@@ -230,10 +235,13 @@ class Worker:
     # -- request handlers ------------------------------------------------------
 
     def on_setup(self, message):
+        if self.preloading is not None:  # the compiler is imported by one thread only
+            self.preloading.join()
+            self.preloading = None
         self.release()
         plan = pickle.loads(message.blobs[0])
         addresses = {int(k): v for k, v in message.fields["addresses"].items()}
-        self.executor = Executor(plan)
+        self.executor = Executor(plan, share_key=shares.share_key(message.blobs[0]))
         self.exchange = Exchange(
             self.context,
             self.pull,
@@ -300,15 +308,31 @@ class Worker:
         self.running = False
 
 
-def preload_compiler():
-    """Import PyTensor and Spike's lowerings now (about a second), if installed."""
-    from .compiler import available
+PRELOAD_NICE = 5
+"""Niceness added to the thread preloading the compiler: on a machine with as many
+cores as workers, the client building the model keeps a core of its own, while the
+workers' preloads share what is left (a second of CPU each)."""
 
-    if available():
-        from .compiler import load_pytensor
 
-        load_pytensor()
-        from .compiler import program  # noqa: F401  (imports the lowerings)
+def preload_compiler(nice=0):
+    """Make the compiler ready now (about a second), if installed.
+
+    With ``nice``, the calling thread first lowers its own priority (Linux gives
+    each thread its own niceness; elsewhere this is skipped).
+    """
+    if nice and sys.platform.startswith("linux"):
+        try:
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
+        except OSError:
+            pass
+    try:
+        from .compiler import available, preload
+
+        if available():
+            preload()
+    except Exception as e:  # then the first compiled share does it, and says why
+        logger.warning("could not preload the compiler: %s", e)
 
 
 def read_job_keys(stream):

@@ -254,3 +254,28 @@ def test_second_build_of_a_model_compiles_nothing_new(tmp_path):
     first = build_and_list()
     assert any("fgraph" in name or "elemwise" in name for name in first), first
     assert build_and_list() == first
+
+
+@pytest.mark.parametrize(
+    "rows, cols", [(200, 4), (4, 200), (20, 16), (16, 20), (13, 9), (1, 50), (50, 1)]
+)
+def test_block_sparse_kernel_is_bit_exact(rows, cols):
+    """Every path of the block-sparse kernel (rows eight, four, one at a time; blocks
+    of few columns compiled for their width) sums as scipy does."""
+    import scipy.sparse
+
+    from spike.compiler.kernels import SMALL_COLS, BsrMatVec
+
+    pt = compiler.load_pytensor().tensor
+    rng = np.random.RandomState(rows * 100 + cols)
+    indptr = np.array([0, 2, 3, 5])  # several blocks per block row
+    indices = np.array([0, 2, 1, 0, 1])
+    blocks = rng.randn(len(indices), rows, cols)
+    x = rng.randn(3 * cols)
+    variables = [pt.tensor3("b"), pt.vector("x"), pt.lvector("p"), pt.lvector("i")]
+    op = BsrMatVec(cols if cols <= SMALL_COLS else 0)
+    function = compiler.load_pytensor().function(variables, op(*variables))
+    expected = scipy.sparse.bsr_matrix(
+        (blocks, indices, indptr), shape=(3 * rows, 3 * cols)
+    ).dot(x)
+    np.testing.assert_array_equal(function(blocks, x, indptr, indices), expected)

@@ -1,5 +1,7 @@
 """Messages: msgpack header + raw frames; anything malformed is rejected, never unpickled."""
 
+import pickle
+
 import msgpack
 import numpy as np
 import pytest
@@ -81,3 +83,41 @@ def test_fuzzed_messages_never_escape_as_other_errors():
             wire.decode(parts)
         except ProtocolError:
             pass
+
+
+def test_route_packs_views_of_shared_memory_in_one_copy():
+    """A route's signals viewing one array (merged signals, a compiled peer's arena)
+    are packed with one indexed copy, and land where a copy per signal puts them."""
+    from nengo.builder.signal import Signal, SignalDict
+
+    from spike.plan import Route
+
+    merged = Signal(np.zeros(12), name="merged")
+    other = Signal(np.zeros(3), name="other")
+    views = [merged[8:12], merged[0:3], other, merged[4:6]]
+    route = Route(views)
+    sender, receiver = SignalDict(), SignalDict()
+    for signals in (sender, receiver):
+        signals.init(merged)
+        signals.init(other)
+    sender[merged][...] = np.arange(12.0)
+    sender[other][...] = [-1.0, -2.0, -3.0]
+    packed = route.pack(sender, np.empty(route.nbytes, dtype=np.uint8))
+    expected = np.concatenate([sender[v] for v in views])
+    np.testing.assert_array_equal(packed.view(np.float64), expected)
+    assert len(route._copies(sender)) == 2  # the merged array and the other one
+
+    route.unpack(receiver, packed.tobytes())
+    for view in views:
+        np.testing.assert_array_equal(receiver[view], sender[view])
+    np.testing.assert_array_equal(receiver[merged][[3, 6, 7]], 0.0)  # untouched
+
+    clone = pickle.loads(pickle.dumps(route))  # as sent to a worker
+    assert clone._bound is None
+    signals = SignalDict()
+    for base in {view.base for view in clone.bases}:
+        signals.init(base)
+        signals[base][...] = sender[merged if base.name == "merged" else other]
+    np.testing.assert_array_equal(
+        clone.pack(signals, np.empty(route.nbytes, dtype=np.uint8)), packed
+    )

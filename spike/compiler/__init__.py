@@ -30,6 +30,31 @@ def Program(*args, **kwargs):
     return Program(*args, **kwargs)
 
 
+def preload():
+    """Import PyTensor, Spike's lowerings and PyTensor's Numba backend, and set up
+    Numba's typing and target contexts: what the first compiled (or reused) step
+    would otherwise do (a worker does it while the client builds the model)."""
+    load_pytensor()
+    from . import program  # noqa: F401  (imports the lowerings)
+    import pytensor.link.numba.dispatch  # noqa: F401
+
+    try:
+        from numba.core.registry import cpu_target
+
+        cpu_target.typing_context.refresh()
+        cpu_target.target_context.refresh()
+    except (ImportError, AttributeError):  # Numba's internals moved: done lazily
+        pass
+
+
+def reuse_program(*args, **kwargs):
+    """`spike.compiler.program.Program.reuse` (imports PyTensor, configured)."""
+    load_pytensor()
+    from .program import Program
+
+    return Program.reuse(*args, **kwargs)
+
+
 def count_neurons(ops):
     from nengo.builder.neurons import SimNeurons
 
@@ -70,4 +95,6 @@ __all__ = [
     "count_neurons",
     "decide",
     "load_pytensor",
+    "preload",
+    "reuse_program",
 ]

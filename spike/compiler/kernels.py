@@ -29,7 +29,7 @@ from pytensor.tensor import as_tensor_variable  # noqa: E402
 from pytensor.tensor.type import TensorType  # noqa: E402
 
 
-KERNEL_VERSION = 2
+KERNEL_VERSION = 5
 """Part of the cache key of the compiled kernels: bump it when one changes."""
 
 
@@ -65,6 +65,7 @@ def numba_lif_step(op, node=None, **kwargs):
     dt, tau_rc, tau_ref = op.dt, op.tau_rc, op.tau_ref
     min_voltage, spike_height = op.min_voltage, op.amplitude / op.dt
     full_step = math.expm1(-dt / tau_rc)  # what nengo computes when delta_t == dt
+    no_step = math.expm1(-0.0 / tau_rc)  # ... and when delta_t == 0 (refractory): -0.0
 
     @numba_njit
     def lif_step(J, voltage, refractory_time):
@@ -81,6 +82,8 @@ def numba_lif_step(op, node=None, **kwargs):
                 delta_t = dt
             if delta_t == dt:
                 factor = full_step
+            elif delta_t == 0.0:
+                factor = no_step
             else:
                 factor = math.expm1(-delta_t / tau_rc)
             j = J[i]
@@ -104,9 +107,20 @@ class BsrMatVec(Op):
 
     ``blocks`` is ``(n_blocks, R, C)``; the result has ``(len(indptr) - 1) * R``
     elements. Each output element is summed in scipy's order.
+
+    Parameters
+    ----------
+    cols : int
+        ``C`` when it is small (nengo's merged encoders: one column per dimension),
+        so the kernel is compiled for it: the column loop unrolls and rows are
+        processed one after another (a third faster than four rows at a time with
+        a loop over few columns). 0 for any ``C``.
     """
 
-    __props__ = ()
+    __props__ = ("cols",)
+
+    def __init__(self, cols=0):
+        self.cols = int(cols)
 
     def make_node(self, blocks, x, indptr, indices):
         inputs = [as_tensor_variable(v) for v in (blocks, x, indptr, indices)]
@@ -123,8 +137,15 @@ class BsrMatVec(Op):
         outputs[0][0] = np.asarray(matrix.dot(x), dtype=np.float64)
 
 
+SMALL_COLS = 8
+"""Blocks with at most this many columns get a kernel compiled for their width."""
+
+
 @register_funcify_default_op_cache_key(BsrMatVec)
 def numba_bsr_matvec(op, node=None, **kwargs):
+    if op.cols:
+        return _bsr_matvec_small_cols(op.cols), KERNEL_VERSION
+
     @numba_njit
     def bsr_matvec(blocks, x, indptr, indices):
         n_brow = indptr.shape[0] - 1
@@ -135,9 +156,37 @@ def numba_bsr_matvec(op, node=None, **kwargs):
             for k in range(indptr[bi], indptr[bi + 1]):
                 x0 = indices[k] * C
                 y0 = bi * R
-                # four rows at a time, each summed in column order (scipy's) in a
-                # register of its own, so the four additions chains overlap
+                # eight (then four) rows at a time, each summed in column order
+                # (scipy's) in a register of its own, so the addition chains overlap
                 r = 0
+                while r + 8 <= R:
+                    s0 = y[y0 + r]
+                    s1 = y[y0 + r + 1]
+                    s2 = y[y0 + r + 2]
+                    s3 = y[y0 + r + 3]
+                    s4 = y[y0 + r + 4]
+                    s5 = y[y0 + r + 5]
+                    s6 = y[y0 + r + 6]
+                    s7 = y[y0 + r + 7]
+                    for c in range(C):
+                        xc = x[x0 + c]
+                        s0 += blocks[k, r, c] * xc
+                        s1 += blocks[k, r + 1, c] * xc
+                        s2 += blocks[k, r + 2, c] * xc
+                        s3 += blocks[k, r + 3, c] * xc
+                        s4 += blocks[k, r + 4, c] * xc
+                        s5 += blocks[k, r + 5, c] * xc
+                        s6 += blocks[k, r + 6, c] * xc
+                        s7 += blocks[k, r + 7, c] * xc
+                    y[y0 + r] = s0
+                    y[y0 + r + 1] = s1
+                    y[y0 + r + 2] = s2
+                    y[y0 + r + 3] = s3
+                    y[y0 + r + 4] = s4
+                    y[y0 + r + 5] = s5
+                    y[y0 + r + 6] = s6
+                    y[y0 + r + 7] = s7
+                    r += 8
                 while r + 4 <= R:
                     s0 = y[y0 + r]
                     s1 = y[y0 + r + 1]
@@ -163,3 +212,26 @@ def numba_bsr_matvec(op, node=None, **kwargs):
         return y
 
     return bsr_matvec, KERNEL_VERSION
+
+
+def _bsr_matvec_small_cols(C):
+    """`BsrMatVec`'s kernel for blocks of exactly ``C`` columns (a constant here)."""
+
+    @numba_njit
+    def bsr_matvec(blocks, x, indptr, indices):
+        n_brow = indptr.shape[0] - 1
+        R = blocks.shape[1]
+        y = np.zeros(n_brow * R)
+        for bi in range(n_brow):
+            y0 = bi * R
+            for k in range(indptr[bi], indptr[bi + 1]):
+                x0 = indices[k] * C
+                block = blocks[k]
+                for r in range(R):
+                    s = y[y0 + r]
+                    for c in range(C):  # scipy's order: column by column
+                        s += block[r, c] * x[x0 + c]
+                    y[y0 + r] = s
+        return y
+
+    return bsr_matvec

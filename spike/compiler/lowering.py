@@ -25,7 +25,7 @@ from nengo.builder.processes import SimProcess
 from nengo.synapses import Alpha, LinearFilter, Lowpass
 
 from ..split import SplitSimPES
-from .kernels import BsrMatVec
+from .kernels import SMALL_COLS, BsrMatVec
 from .neurons import lower_neurons
 from .symbolic import NotLowerable
 
@@ -152,7 +152,8 @@ def lower_bsr_dot_inc(op, signals, dt):
     if op.X.ndim != 1 or op.A.ndim != 3:
         raise NotLowerable("block-sparse product of this shape")
     A = signals.read(op.A, dtype=signals.matrix_dtype)
-    product = BsrMatVec()(
+    cols = op.A.shape[2]
+    product = BsrMatVec(cols if cols <= SMALL_COLS else 0)(
         A,
         signals.read(op.X),
         signals.index_input(op.indptr),

@@ -9,15 +9,26 @@ segments, reading and writing the same arrays.
 
 import logging
 import time
-import warnings
 
-import numpy as np
 from .cache import load_pytensor
 from .lowering import Lowering, batchable_filter, lower_one_x_filters
 from .segment import Segment
 from .symbolic import NotLowerable, SymbolicSignals
 
 logger = logging.getLogger("spike.compiler")
+
+
+EXCLUDED_REWRITES = ("local_write_of_write_same_indices",)
+"""PyTensor rewrites Spike turns off. ``x[i].set(0)[i].inc(v) -> x[i].set(v)``
+forks the arena's chain of in-place updates wherever something reads the arena
+between the two writes (a Reset, then a product that reads its input): the first
+write then can no longer be in place and copies the whole arena every step."""
+
+
+def compile_mode():
+    """PyTensor's default mode (the Numba linker) without `EXCLUDED_REWRITES`."""
+    pytensor = load_pytensor()
+    return pytensor.compile.mode.get_default_mode().excluding(*EXCLUDED_REWRITES)
 
 
 class Program:
@@ -42,13 +53,16 @@ class Program:
     n_compiled : int
         Operators inside segments.
     compile_time : float
-        Seconds spent building and compiling.
+        Seconds spent building and compiling (or loading, if reused).
+    reused : bool
+        Made by `reuse` from another program's `layout`.
     """
 
     def __init__(self, ops, arena, signals, dt, matrix_dtype="float64"):
         start = time.perf_counter()
         self.items = []
         self.n_compiled = 0
+        self.reused = False
         run = []
         for i, op in enumerate(ops):
             if Lowering.supports(op):  # the lowering itself has the last word
@@ -59,9 +73,48 @@ class Program:
             self.items.append(i)
         self._close_run(run, ops, arena, signals, dt, matrix_dtype)
         self.compile_time = time.perf_counter() - start
+        self._log(ops, "compiled")
+
+    @classmethod
+    def reuse(cls, layout, ops, arena, signals, matrix_dtype="float64"):
+        """The program whose `layout` is ``layout``, for the same operators.
+
+        Nothing is lowered or compiled: each segment's function is called with the
+        arrays its recipes make from ``signals`` (bound to ``arena``).
+        """
+        self = cls.__new__(cls)
+        start = time.perf_counter()
+        symbolic = SymbolicSignals(arena, signals, matrix_dtype)
+        self.items = []
+        self.n_compiled = 0
+        self.reused = True
+        for item in layout:
+            if isinstance(item, int):
+                self.items.append(item)
+                continue
+            indices, function, recipes = item
+            segment = Segment(indices, function, symbolic.make_arrays(recipes), recipes)
+            for message in segment.warm_up():
+                logger.debug("while loading: %s", message)
+            self.items.append(segment)
+            self.n_compiled += len(indices)
+        self.compile_time = time.perf_counter() - start
+        self._log(ops, "reused")
+        return self
+
+    def layout(self):
+        """What `reuse` needs to rebuild this program: per item, an operator index
+        (run in Python) or a segment's ``(indices, function, recipes)``."""
+        return [
+            item if isinstance(item, int) else (item.indices, item.function, item.recipes)
+            for item in self.items
+        ]
+
+    def _log(self, ops, verb):
         python = sorted({type(ops[i]).__name__ for i in self.items if isinstance(i, int)})
         logger.info(
-            "compiled %d of %d operators into %d segment(s) in %.2f s%s",
+            "%s %d of %d operators into %d segment(s) in %.2f s%s",
+            verb,
             self.n_compiled,
             len(ops),
             sum(isinstance(item, Segment) for item in self.items),
@@ -74,7 +127,7 @@ class Program:
             segment, rest = self._compile(run, ops, arena, signals, dt, matrix_dtype)
             if segment is not None:
                 self.items.append(segment)
-                self.n_compiled += len(segment.ops)
+                self.n_compiled += len(segment.indices)
             if rest:  # the operator that failed to lower runs in Python
                 self.items.append(rest[0])
                 rest = rest[1:]
@@ -131,20 +184,18 @@ class Program:
             k += 1
         if not lowered:
             return None, rest
-        inputs, outputs, arrays = symbolic.function_io()
+        inputs, outputs, arrays, recipes = symbolic.function_io()
         function = pytensor.function(
             inputs,
             [pytensor.Out(v, borrow=True) for v in outputs],
+            mode=compile_mode(),
             on_unused_input="ignore",
             accept_inplace=True,
         )
         function.trust_input = True
-        # the first call compiles (Numba is lazy): do it now, on copies, so a run
-        # starts at full speed; Numba's performance hints are for us, not the user
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            function(*[np.array(a, copy=True) for a in arrays])
-        for warning in caught:
-            logger.debug("while compiling: %s", warning.message)
-        state = [arrays[0]] + arrays[len(arrays) - len(outputs) + 1 :]
-        return Segment([ops[i] for i in lowered], function, arrays, state), rest
+        segment = Segment(lowered, function, arrays, recipes)
+        # the first call compiles (Numba is lazy): do it now, so a run starts at full
+        # speed; Numba's performance hints are for us, not the user
+        for message in segment.warm_up():
+            logger.debug("while compiling: %s", message)
+        return segment, rest

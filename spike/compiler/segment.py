@@ -6,22 +6,44 @@ class Segment:
 
     Parameters
     ----------
-    ops : list of Operator
+    indices : list of int
+        Positions of the segment's operators in the peer's operator list.
     function : pytensor Function
         Called with ``arrays``; returns the new values of ``state``.
     arrays : list of ndarray
         The live arrays the function reads (the arena, constants, loose bases).
+    recipes : list of tuple
+        How each of ``arrays`` is made (see `SymbolicSignals.make_arrays`): what a
+        reused function needs to be called with another run's signals.
+
+    Attributes
+    ----------
     state : list of ndarray
-        The arrays the function updates, in the order of its outputs. PyTensor
-        updates them in place (the outputs *are* these arrays); any output it had to
-        allocate instead is copied back.
+        The arrays the function updates, in the order of its outputs (the arena,
+        then the loose bases). PyTensor updates them in place (the outputs *are*
+        these arrays); any output it had to allocate instead is copied back.
     """
 
-    def __init__(self, ops, function, arrays, state):
-        self.ops = ops
+    def __init__(self, indices, function, arrays, recipes):
+        self.indices = list(indices)
         self.function = function
         self.arrays = arrays
-        self.state = state
+        self.recipes = recipes
+        self.state = [
+            array for array, recipe in zip(arrays, recipes) if recipe[0] in ("arena", "loose")
+        ]
+
+    def warm_up(self):
+        """Call the function once on copies of its arrays: the first call compiles
+        (or loads the compiled code), so a run then starts at full speed."""
+        import warnings
+
+        import numpy as np
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            self.function(*[np.array(a, copy=True) for a in self.arrays])
+        return [warning.message for warning in caught]
 
     def make_step(self):
         function = self.function

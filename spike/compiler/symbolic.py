@@ -124,28 +124,43 @@ class SymbolicSignals:
         self.matrix_dtype = np.dtype(matrix_dtype)
         self.arena_in = self.pt.vector("arena", dtype="float64", shape=(arena.data.size,))
         self.arena_now = self.arena_in
-        self.constant_inputs = {}  # key -> (variable, array)
+        self.constant_inputs = {}  # key -> (variable, array, recipe)
         self.loose_inputs = {}  # base -> variable
         self.loose_now = {}  # base -> current symbolic flat value
 
     # -- where a signal lives ------------------------------------------------
 
-    def _constant_input(self, key, make_array):
-        """The input variable for ``key``, made from ``make_array()`` the first time.
+    def _constant_input(self, key, recipe):
+        """The input variable for ``key``, its array made from ``recipe`` the first time.
 
         Arrays are inputs rather than graph constants: the compiled code then does not
         depend on their values, and Numba can cache it (it cannot cache a function
-        holding arrays as globals).
+        holding arrays as globals). ``recipe`` (see `make_array`) says how to make the
+        array again from another run's signals, when the compiled function is reused.
         """
         if key not in self.constant_inputs:
-            array = make_array()
+            array = self.make_array(recipe)
             var = self.pt.tensor(
                 f"const{len(self.constant_inputs)}",
                 dtype=str(array.dtype),
                 shape=array.shape,
             )
-            self.constant_inputs[key] = (var, array)
+            self.constant_inputs[key] = (var, array, recipe)
         return self.constant_inputs[key][0]
+
+    def make_array(self, recipe):
+        """The array a constant input is called with, from its ``recipe``.
+
+        ``("readonly", base, dtype)``: a read-only base signal, flat, in ``dtype``;
+        ``("sparse", signal, dtype)``: the data of a read-only CSR signal;
+        ``("literal", array)``: the array itself (indices, filter coefficients).
+        """
+        kind = recipe[0]
+        if kind == "readonly":
+            return self._readonly_flat(recipe[1], recipe[2])
+        if kind == "sparse":
+            return np.ascontiguousarray(self.signals[recipe[1]].tocsr().data, dtype=recipe[2])
+        return recipe[1]
 
     def _readonly_flat(self, base, dtype):
         value = self.signals[base]
@@ -162,9 +177,7 @@ class SymbolicSignals:
             raise NotLowerable(f"sparse signal {base} read as dense")
         if base.readonly:
             dtype = np.dtype(base.dtype if dtype is None else dtype)
-            var = self._constant_input(
-                (base, dtype), lambda: self._readonly_flat(base, dtype)
-            )
+            var = self._constant_input((base, dtype), ("readonly", base, dtype))
             return var, 0
         if base.dtype.kind not in "fiu":
             raise NotLowerable(f"signal {base} of dtype {base.dtype}")
@@ -268,7 +281,7 @@ class SymbolicSignals:
         array = np.ascontiguousarray(array)
         if array.size <= 1:
             return self.pt.constant(array)
-        return self._constant_input(("array", len(self.constant_inputs)), lambda: array)
+        return self._constant_input(("array", len(self.constant_inputs)), ("literal", array))
 
     def index_input(self, indices):
         """Integer indices as a function input (see `constant`)."""
@@ -283,9 +296,7 @@ class SymbolicSignals:
             raise NotLowerable(f"{sig} is not a scipy sparse matrix")
         csr = matrix.tocsr()
         dtype = np.dtype(self.matrix_dtype if csr.data.dtype == np.float64 else csr.data.dtype)
-        data = self._constant_input(
-            (sig, dtype), lambda: np.ascontiguousarray(csr.data, dtype=dtype)
-        )
+        data = self._constant_input((sig, dtype), ("sparse", sig, dtype))
         return data, csr.indices, csr.indptr, csr.shape
 
     def snapshot(self):
@@ -305,22 +316,40 @@ class SymbolicSignals:
     # -- the function's interface ------------------------------------------
 
     def function_io(self):
-        """``(inputs, outputs, arrays)`` for the compiled function.
+        """``(inputs, outputs, arrays, recipes)`` for the compiled function.
 
         ``inputs`` are ``pytensor.In`` (the arena and loose bases mutable, so they are
-        updated in place), ``arrays`` the live arrays to call it with. Outputs are the
-        new arena and loose bases, in the order of their arrays: ``arrays[0]`` and
-        ``arrays[-len(outputs) + 1:]``.
+        updated in place), ``arrays`` the live arrays to call it with, and
+        ``recipes`` how to make them again for another run's signals (see
+        `make_arrays`). Outputs are the new arena and loose bases, in the order of
+        their arrays: ``arrays[0]`` and ``arrays[-len(outputs) + 1:]``.
         """
         In = load_pytensor().In
         inputs = [In(self.arena_in, mutable=True, borrow=True)]
         arrays = [self.arena.data]
-        for var, array in self.constant_inputs.values():
+        recipes = [("arena",)]
+        for var, array, recipe in self.constant_inputs.values():
             inputs.append(In(var, borrow=True))
             arrays.append(array)
+            recipes.append(recipe)
         outputs = [self.arena_now]
         for base, var in self.loose_inputs.items():
             inputs.append(In(var, mutable=True, borrow=True))
             arrays.append(self.signals[base].reshape(-1))
+            recipes.append(("loose", base))
             outputs.append(self.loose_now[base])
-        return inputs, outputs, arrays
+        return inputs, outputs, arrays, recipes
+
+    def make_arrays(self, recipes):
+        """The live arrays a compiled function is called with, from its ``recipes``:
+        the arena, constant inputs (see `make_array`) and loose bases (flat views of
+        their signals, which the function updates)."""
+        arrays = []
+        for recipe in recipes:
+            if recipe[0] == "arena":
+                arrays.append(self.arena.data)
+            elif recipe[0] == "loose":
+                arrays.append(self.signals[recipe[1]].reshape(-1))
+            else:
+                arrays.append(self.make_array(recipe))
+        return arrays
