@@ -114,7 +114,9 @@ and merged."""
 PEAK_BYTES_PER_OPERATOR = 8000
 """...and by about this much per operator (the operator, its signals and views, the
 plan's pickle, the merged operators). Both constants were fitted on the peaks of
-``make bench``'s four models on a 2-core VM (each within 3%)."""
+``make bench``'s four models on a 2-core VM (each within 3%), before workers kept
+prepared shares (`spike.shares`); since then peaks run up to 45% higher (see the
+README's "Large ensembles, costs and allocation files")."""
 
 
 def estimated_peak_rss(data_bytes, n_operators, baseline_bytes, probe_bytes=0):
