@@ -70,15 +70,10 @@ def config_label(config):
 
 
 def peak_rss_mb(pid="self"):
-    """Peak resident memory (VmHWM) of a process, in MiB."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
+    """Peak resident memory (VmHWM) of a process, in MiB (`spike.pool.peak_rss_bytes`)."""
+    from spike.pool import peak_rss_bytes
+
+    return peak_rss_bytes(pid) / 2**20 or float("nan")
 
 
 def matrix_bytes_per_step(model):

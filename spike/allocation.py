@@ -59,7 +59,7 @@ def worker_totals(data):
     """
     k = data["workers_per_machine"]
     n_workers = data["machines"] * k
-    baselines = worker_baselines(data)
+    baselines = recorded_baselines(data)
     workers = [
         {"worker": w, "machine": w // k, "seconds_per_step": 0.0,
          "memory_bytes": 0, "actors": 0, "neurons": 0, "operators": 0}
@@ -91,7 +91,7 @@ def worker_totals(data):
     return workers, machines
 
 
-def worker_baselines(data):
+def recorded_baselines(data):
     """``{mode: bytes}`` of a fresh worker's peak memory recorded in ``data`` (an
     allocation); a single number (older files) is the interpreted one."""
     baseline = data.get("worker_baseline_bytes") or {}
@@ -156,7 +156,7 @@ def rebalance(data, n_machines, workers_per_machine, method="auto"):
     entries = [{k: v for k, v in a.items() if k != "worker"} for a in data["actors"]]
     return make_allocation(
         entries, data["links"], n_machines, workers_per_machine, data["model"],
-        data.get("calibration", {}), worker_baselines(data), method,
+        data.get("calibration", {}), recorded_baselines(data), method,
     )
 
 

@@ -78,6 +78,19 @@ class ActorCost:
         return asdict(self)
 
 
+def actor_work(actor):
+    """An actor's work per step (``{kind: units}``) and the bytes it holds (each
+    base signal once, `held_bytes`)."""
+    work = dict.fromkeys(WORK_KINDS, 0)
+    bases = {}
+    for op in actor.ops:
+        for kind, units in op_work(op).items():
+            work[kind] += units
+        for sig in op.all_signals:
+            bases[id(sig.base)] = sig.base
+    return work, sum(held_bytes(base) for base in bases.values())
+
+
 def actor_costs(model, partition, calibration, dt=None):
     """An `ActorCost` for each actor of ``partition`` (same order)."""
     dt = model.dt if dt is None else dt
@@ -87,14 +100,7 @@ def actor_costs(model, partition, calibration, dt=None):
             probes_of.setdefault(actor, []).append(probe)
     costs = []
     for actor in partition.actors:
-        work = dict.fromkeys(WORK_KINDS, 0)
-        bases = {}
-        for op in actor.ops:
-            for kind, units in op_work(op).items():
-                work[kind] += units
-            for sig in op.all_signals:
-                bases[id(sig.base)] = sig.base
-        memory = sum(held_bytes(base) for base in bases.values())
+        work, memory = actor_work(actor)
         probe_bytes = 0
         for probe in probes_of.get(actor.index, ()):
             sig = model.sig[probe]["in"]
@@ -190,8 +196,7 @@ class Calibration:
 DEFAULT_CALIBRATION = Calibration(
     {"neurons": 2.5e-8, "macs": 1.0e-9, "elements": 2.0e-9, "operators": 3.0e-6},
     {"note": "defaults (2-core AMD EPYC, numpy 2.3); run `spike dry-run` to measure"},
-    exchange={"partner_seconds": 15e-6},
-)
+)  # exchange: spike.placement.ExchangeCosts' defaults
 
 
 def _best_time(function, repeats):

@@ -67,21 +67,15 @@ def _expand_assignments(assignments):
 
 
 def actor_entry(actor, calibration):
-    """An actor as `balance` sees it: estimated seconds per step (from its
-    operators' work, `spike.cost.op_work`) and bytes held."""
-    from .cost import WORK_KINDS, held_bytes, op_work
+    """An actor as `balance` sees it: estimated seconds per step and bytes held
+    (`spike.cost.actor_work`)."""
+    from .cost import actor_work
 
-    work = dict.fromkeys(WORK_KINDS, 0)
-    bases = {}
-    for op in actor.ops:
-        for kind, units in op_work(op).items():
-            work[kind] += units
-        for sig in op.all_signals:
-            bases[id(sig.base)] = sig.base
+    work, memory = actor_work(actor)
     return {
         "index": actor.index,
         "seconds_per_step": calibration.seconds(work),
-        "memory_bytes": sum(held_bytes(base) for base in bases.values()),
+        "memory_bytes": memory,
         "neurons": actor.n_neurons,
     }
 
