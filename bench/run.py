@@ -88,7 +88,8 @@ def matrix_bytes_per_step(model):
 def run_one(name, config, sim_time, tiny, repeats=3, build_only=False):
     """Build and run one model in one configuration; return the figures as a dict.
 
-    With ``build_only``, just build (to fill the compile cache) and return ``{}``.
+    With ``build_only``, just build and run two steps (to fill the compile caches)
+    and return ``{}``.
     """
     import nengo
 
@@ -113,7 +114,8 @@ def run_one(name, config, sim_time, tiny, repeats=3, build_only=False):
             progress_bar=False,
         )
     build = time.perf_counter() - start
-    if build_only:
+    if build_only:  # a few steps too: Numba compiles some code at the first step
+        sim.run_steps(2)
         sim.close()
         return {}
     sim.run_steps(10)  # warm-up: first-step allocations
@@ -337,6 +339,8 @@ def fmt(x, unit="×"):
 
 
 def markdown(summary, results, exchange, bandwidth, info, memory=(), baselines=None):
+    from spike.cost import PEAK_BYTES_PER_OPERATOR, PEAK_DATA_FACTOR
+
     from bench import models
 
     lines = [
@@ -428,9 +432,11 @@ def markdown(summary, results, exchange, bandwidth, info, memory=(), baselines=N
             "",
             "Estimate = a fresh worker's measured peak after a tiny model ("
             + ", ".join(f"{v / 2**20:.0f} MiB {k}" for k, v in (baselines or {}).items())
-            + ") + 1.8 × the bytes its actors hold + 8 kB per operator "
+            + f") + {PEAK_DATA_FACTOR} × the bytes its actors hold + "
+            f"{PEAK_BYTES_PER_OPERATOR / 1000:.0f} kB per operator "
             "(`spike.cost.estimated_peak_rss`, what `spike stats` shows). Measured = the "
-            "worker's peak resident memory (VmHWM) after the runs, compile cache warm. "
+            "worker's peak resident memory (VmHWM) after the runs, compile and share "
+            "caches warm. "
             f"**{inside} of {len(memory)} workers within ±15%** of their estimate.",
             "",
             "| model | configuration | worker | data MiB | operators | estimated MiB | "
@@ -492,8 +498,8 @@ def main(argv=None):
                 with tempfile.TemporaryDirectory(prefix="spike-bench-cache-") as cache:
                     results.append(child(cmd + extra, cache_dir=cache))
                 continue
-            if config.get("compile"):  # "warm" figures: compile once beforehand
-                child(cmd + extra + ["--build-only"])
+            if config["backend"] == "spike":  # "warm" figures: compile and prepare
+                child(cmd + extra + ["--build-only"])  # the shares once beforehand
             results.append(child(cmd + extra))
     exchange = child(["--exchange"] + (["--tiny"] if args.tiny else []))
     bandwidth = memory_bandwidth(nbytes=(16 if args.tiny else 256) * 2**20)

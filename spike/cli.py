@@ -171,6 +171,15 @@ def cmd_dry_run(args):
     )
     if result.calibration_path:
         print(f"kept this machine's calibration in {result.calibration_path}")
+    elif not result.calibration.quiet:
+        busy = result.calibration.machine["busy_elsewhere"]
+        print(
+            f"warning: other processes used {busy:.0%} of the CPUs while this was "
+            "measured, so these figures (and the suggested worker count) describe the "
+            "load more than the machine; they are kept in the allocation file but not "
+            "as this machine's calibration. Run `spike dry-run` again when it is quiet.",
+            file=sys.stderr,
+        )
     print(
         f"estimated: {result.memory_usage['total_seconds_per_step'] * 1e3:.3f} ms of "
         f"compute per step in all, {_mib(result.memory_usage['total_memory_bytes'])} "

@@ -114,15 +114,17 @@ def actor_costs(model, partition, calibration, dt=None):
 
 PEAK_DATA_FACTOR = 1.8
 """A worker's peak memory grows by about this many times the bytes its actors hold:
-the values themselves plus the copies made while its share is received, unpickled
-and merged."""
+the values themselves, and the pickled share as received, which the worker drops
+as soon as it has read it (`spike.worker.Worker.on_setup`)."""
 
-PEAK_BYTES_PER_OPERATOR = 8000
-"""...and by about this much per operator (the operator, its signals and views, the
-plan's pickle, the merged operators). Both constants were fitted on the peaks of
-``make bench``'s four models on a 2-core VM (each within 3%), before workers kept
-prepared shares (`spike.shares`); since then peaks run up to 45% higher (see the
-README's "Large ensembles, costs and allocation files")."""
+PEAK_BYTES_PER_OPERATOR = 4000
+"""...and by about this much per operator (the operator objects, their signals and
+views). A worker that prepares its share (the first run of a model on a machine)
+holds the share's operators and nengo's merged ones at once, and peaks a little
+higher than one that loads the share prepared (`spike.shares`), which never
+unpickles the unmerged operators; this figure sits between the two. Both constants
+were fitted on the 34 worker peaks of ``make bench``'s four models on a 2-core VM,
+both ways (every estimate within 10%)."""
 
 
 def estimated_peak_rss(data_bytes, n_operators, baseline_bytes, probe_bytes=0):
@@ -176,6 +178,12 @@ class Calibration:
     def seconds(self, work):
         return float(sum(self.seconds_per_unit[k] * work.get(k, 0) for k in WORK_KINDS))
 
+    @property
+    def quiet(self):
+        """Whether other processes used at most `BUSY_LIMIT` of the CPUs while this
+        was measured (True when that is unknown)."""
+        return self.machine.get("busy_elsewhere", 0.0) <= BUSY_LIMIT
+
     def exchange_costs(self):
         from .placement import ExchangeCosts
 
@@ -208,11 +216,53 @@ def _best_time(function, repeats):
     return best
 
 
+BUSY_LIMIT = 0.25
+"""Above this share of the CPUs used by other processes while `calibrate` measures,
+the figures describe the load, not the machine (the exchange's cost, which needs two
+cores, grew 250-fold on a loaded 2-core machine), and are not kept as the machine's
+calibration (`spike.dryrun.dry_run`)."""
+
+
+def _cpu_jiffies():
+    """(busy, total) CPU time of the whole machine so far, from /proc/stat (None
+    where there is no /proc)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    # user nice system idle iowait irq softirq steal (guest time is within user)
+    values = [int(v) for v in fields[1:9]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+def cpu_busy_elsewhere(seconds=0.3):
+    """Share of this machine's CPUs (0 to 1) that other processes used during
+    ``seconds`` while this one slept (a VM's stolen time counts as used); None
+    where it cannot be read."""
+    before = _cpu_jiffies()
+    time.sleep(seconds)
+    after = _cpu_jiffies()
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
+
+
 def calibrate(repeats=20, exchange=False):
     """Measure seconds per neuron update, multiply-add, element and operator here
     (and with ``exchange``, the per-step cost of exchanging with another worker:
-    `measure_exchange`, a few seconds)."""
+    `measure_exchange`, a few seconds).
+
+    How busy the machine was with other work, just before and just after, is kept
+    as ``machine["busy_elsewhere"]`` (the larger share of CPUs; `cpu_busy_elsewhere`);
+    see `Calibration.quiet`.
+    """
     import nengo
+
+    busy_before = cpu_busy_elsewhere()
 
     rng = np.random.default_rng(0)
     n = 20000
@@ -244,6 +294,16 @@ def calibrate(repeats=20, exchange=False):
 
     import datetime
 
+    exchanged = {"partner_seconds": measure_exchange()["exchange_seconds"]} if exchange else {}
+    busy = [b for b in (busy_before, cpu_busy_elsewhere()) if b is not None]
+    machine = {
+        "cpu": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+    if busy:
+        machine["busy_elsewhere"] = round(max(busy), 3)
     return Calibration(
         {
             "neurons": per_neuron,
@@ -251,10 +311,9 @@ def calibrate(repeats=20, exchange=False):
             "elements": per_element,
             "operators": per_operator,
         },
-        {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
-         "numpy": np.__version__},
+        machine,
         datetime.datetime.now().isoformat(timespec="seconds"),
-        {"partner_seconds": measure_exchange()["exchange_seconds"]} if exchange else {},
+        exchanged,
     )
 
 

@@ -172,13 +172,17 @@ def dry_run(network, dt=0.001, max_neurons=None, n_workers=None, max_workers=Non
         Measure a fresh worker's memory (interpreted and compiled,
         `worker_baselines`) and the exchange's cost per step, and keep the
         calibration for later Simulators on this machine
-        (`spike.cost.save_machine_calibration`). False: compute only (tests).
+        (`spike.cost.save_machine_calibration`) unless other processes kept the
+        machine busy meanwhile (`spike.cost.Calibration.quiet`). False: compute
+        only (tests).
     method : {"auto", "greedy", "graph"}, optional
         How to place (see `spike.placement.balance`).
     """
     model, split, partition = build_for_placement(network, dt, max_neurons)
     calibration = calibrate(exchange=measure_baseline)
-    calibration_path = save_machine_calibration(calibration) if measure_baseline else None
+    calibration_path = None
+    if measure_baseline and calibration.quiet:  # a busy machine's figures describe the load
+        calibration_path = save_machine_calibration(calibration)
     costs = actor_costs(model, partition, calibration)
     baseline = worker_baselines() if measure_baseline else {}
     entries = actor_entries(partition, costs)

@@ -28,10 +28,16 @@ class Executor:
     share_key : str, optional
         `spike.shares.share_key` of the pickled plan: the merged plan and compiled
         program are then loaded from the share cache if there, and kept there if not.
+    prepared : tuple, optional
+        ``(plan, layout)`` already loaded from the share cache under ``share_key``
+        (`spike.shares.load`); ``plan`` is then ignored and may be None. A worker
+        looks the share up before unpickling what it received, so that on a hit
+        it never holds the share twice.
     """
 
-    def __init__(self, plan, share_key=None):
-        prepared = shares.load(share_key)
+    def __init__(self, plan, share_key=None, prepared=None):
+        if prepared is None:
+            prepared = shares.load(share_key)
         if prepared is not None:
             plan, layout = prepared
         else:

@@ -78,7 +78,13 @@ def environment_digest():
 def share_key(blob):
     """The cache key of a pickled `PeerPlan` (as the client sends it)."""
     digest = hashlib.sha256(environment_digest())
-    digest.update(_ADDRESS.sub(b" at 0x", blob))
+    view = memoryview(blob)
+    start = 0
+    for match in _ADDRESS.finditer(blob):  # addresses left out, without a copy of it
+        digest.update(view[start:match.start()])
+        digest.update(b" at 0x")
+        start = match.end()
+    digest.update(view[start:])
     return digest.hexdigest()
 
 
@@ -95,13 +101,15 @@ def load(key):
         return None
     path = _path(key)
     try:
-        with open(path, "rb") as f:
-            compiled, payload = pickle.load(f)
-        if compiled:  # PyTensor configured before its objects are unpickled
-            from .compiler import load_pytensor
+        with open(path, "rb") as f:  # read as it is unpickled: no copy of the bytes
+            compiled = pickle.load(f)
+            if compiled is not True and compiled is not False:
+                raise ValueError("not a prepared share")
+            if compiled:  # PyTensor configured before its objects are unpickled
+                from .compiler import load_pytensor
 
-            load_pytensor()
-        plan, layout = pickle.loads(payload)
+                load_pytensor()
+            plan, layout = pickle.load(f)
     except FileNotFoundError:
         return None
     except Exception as e:  # a damaged entry, or one from incompatible libraries
@@ -125,12 +133,14 @@ def store(key, plan, layout):
                     container.data = None
     temporary = None
     try:
-        payload = cloudpickle.dumps((plan, layout), protocol=pickle.HIGHEST_PROTOCOL)
         directory = shares_dir()
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as f:
             temporary = f.name
-            pickle.dump((layout is not None, payload), f, protocol=pickle.HIGHEST_PROTOCOL)
+            # two pickles in one file: whether PyTensor must be set up first, then
+            # the share, written as it is pickled (no copy of it in memory)
+            pickle.dump(layout is not None, f, protocol=pickle.HIGHEST_PROTOCOL)
+            cloudpickle.dump((plan, layout), f, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(temporary, _path(key))
     except Exception as e:  # the cache is an optimisation: never fail a run for it
         logger.warning("could not keep the prepared share: %s", e)

@@ -128,3 +128,31 @@ def test_worker_count_is_chosen_per_model(monkeypatch):
     monkeypatch.setenv("SPIKE_WORKERS", "3")
     with spike.Simulator(tiny, progress_bar=False) as sim:
         assert sim.n_workers == 3
+
+
+def test_a_busy_machine_is_noticed():
+    import os
+    import subprocess
+    import sys
+
+    from spike.cost import BUSY_LIMIT, cpu_busy_elsewhere
+
+    if cpu_busy_elsewhere(0.05) is None:
+        pytest.skip("no /proc/stat here")
+    cores = os.cpu_count() or 1
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores)
+    ]
+    try:
+        busy = cpu_busy_elsewhere(0.5)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    assert busy > 0.6  # the hogs held every core
+    loaded = Calibration(DEFAULT_CALIBRATION.seconds_per_unit, {"busy_elsewhere": busy})
+    assert not loaded.quiet
+    assert Calibration(DEFAULT_CALIBRATION.seconds_per_unit, {"busy_elsewhere": BUSY_LIMIT}).quiet
+    assert DEFAULT_CALIBRATION.quiet  # unknown counts as quiet
+    assert Calibration.from_dict(loaded.to_dict()).machine["busy_elsewhere"] == busy
+
