@@ -256,12 +256,14 @@ def test_second_build_of_a_model_compiles_nothing_new(tmp_path):
     assert build_and_list() == first
 
 
+@pytest.mark.parametrize("transposed", [False, True], ids=["stored", "transposed"])
 @pytest.mark.parametrize(
     "rows, cols", [(200, 4), (4, 200), (20, 16), (16, 20), (13, 9), (1, 50), (50, 1)]
 )
-def test_block_sparse_kernel_is_bit_exact(rows, cols):
+def test_block_sparse_kernel_is_bit_exact(rows, cols, transposed):
     """Every path of the block-sparse kernel (rows eight, four, one at a time; blocks
-    of few columns compiled for their width) sums as scipy does."""
+    of few columns compiled for their width; blocks transposed, rows side by side)
+    sums as scipy does."""
     import scipy.sparse
 
     from spike.compiler.kernels import SMALL_COLS, BsrMatVec
@@ -273,9 +275,10 @@ def test_block_sparse_kernel_is_bit_exact(rows, cols):
     blocks = rng.randn(len(indices), rows, cols)
     x = rng.randn(3 * cols)
     variables = [pt.tensor3("b"), pt.vector("x"), pt.lvector("p"), pt.lvector("i")]
-    op = BsrMatVec(cols if cols <= SMALL_COLS else 0)
+    op = BsrMatVec(0 if transposed or cols > SMALL_COLS else cols, transposed=transposed)
     function = compiler.load_pytensor().function(variables, op(*variables))
     expected = scipy.sparse.bsr_matrix(
         (blocks, indices, indptr), shape=(3 * rows, 3 * cols)
     ).dot(x)
-    np.testing.assert_array_equal(function(blocks, x, indptr, indices), expected)
+    given = np.ascontiguousarray(blocks.transpose(0, 2, 1)) if transposed else blocks
+    np.testing.assert_array_equal(function(given, x, indptr, indices), expected)

@@ -146,14 +146,27 @@ def lower_sparse_dot_inc(op, signals, dt):
     _accumulate(op, signals, product)
 
 
+TRANSPOSE_MIN_ROWS = 32
+"""Blocks of at least this many rows (and more than `SMALL_COLS` columns) are
+passed to their product transposed (`BsrMatVec`'s ``transposed``): a copy of
+the matrix made once per worker, 2-3 times faster per step."""
+
+
 @Lowering.register(BsrDotInc)
 def lower_bsr_dot_inc(op, signals, dt):
     """Block-sparse product: each stored block times its slice of X, summed per block row."""
     if op.X.ndim != 1 or op.A.ndim != 3:
         raise NotLowerable("block-sparse product of this shape")
-    A = signals.read(op.A, dtype=signals.matrix_dtype)
-    cols = op.A.shape[2]
-    product = BsrMatVec(cols if cols <= SMALL_COLS else 0)(
+    rows, cols = op.A.shape[1:]
+    A = None
+    if rows >= TRANSPOSE_MIN_ROWS and cols > SMALL_COLS:
+        A = signals.read_blocks_transposed(op.A, dtype=signals.matrix_dtype)
+    if A is not None:
+        kernel = BsrMatVec(transposed=True)
+    else:
+        A = signals.read(op.A, dtype=signals.matrix_dtype)
+        kernel = BsrMatVec(cols if cols <= SMALL_COLS else 0)
+    product = kernel(
         A,
         signals.read(op.X),
         signals.index_input(op.indptr),

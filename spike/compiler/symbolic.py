@@ -153,11 +153,16 @@ class SymbolicSignals:
 
         ``("readonly", base, dtype)``: a read-only base signal, flat, in ``dtype``;
         ``("sparse", signal, dtype)``: the data of a read-only CSR signal;
+        ``("blocks_t", base, dtype)``: a read-only base of blocks ``(n, R, C)``,
+        each transposed, ``(n, C, R)`` (see `read_blocks_transposed`);
         ``("literal", array)``: the array itself (indices, filter coefficients).
         """
         kind = recipe[0]
         if kind == "readonly":
             return self._readonly_flat(recipe[1], recipe[2])
+        if kind == "blocks_t":
+            blocks = self.signals[recipe[1]]
+            return np.ascontiguousarray(blocks.transpose(0, 2, 1), dtype=recipe[2])
         if kind == "sparse":
             return np.ascontiguousarray(self.signals[recipe[1]].tocsr().data, dtype=recipe[2])
         return recipe[1]
@@ -228,6 +233,17 @@ class SymbolicSignals:
 
             value = deep_copy_op(value)
         return value
+
+    def read_blocks_transposed(self, sig, dtype=None):
+        """A read-only base of blocks ``(n, R, C)`` as ``(n, C, R)``: a copy made
+        when the function's arrays are made, not per step. None if ``sig`` is not
+        such a base (then read it with `read`)."""
+        if not (sig.readonly and sig.base is sig and sig.ndim == 3 and not sig.sparse):
+            return None
+        if sig.dtype.kind != "f":
+            return None
+        dtype = np.dtype(sig.dtype if dtype is None else dtype)
+        return self._constant_input(("blocks_t", sig, dtype), ("blocks_t", sig, dtype))
 
     def write(self, sig, value, index=None, inc=False):
         """Set (or increment) ``sig`` (or ``sig[index]``) to ``value``."""
