@@ -89,6 +89,7 @@ class Session:
             addresses = {CLIENT: self.address}
             addresses.update({p: h.data_address for p, h in self.handles.items()})
             channels = self._shared_memory_channels()
+            # the client prepares its own share while the workers prepare theirs
             for peer, handle in self.handles.items():
                 pool.send(
                     handle,
@@ -100,8 +101,7 @@ class Session:
                     },
                     blobs=[blobs[peer]],
                 )
-            for handle in self.handles.values():
-                pool.expect(handle, ("ready",), SETUP_TIMEOUT)
+            del blobs
             if not plans[0].is_idle:
                 self.client = Executor(plans[0])
                 self.exchange = Exchange(
@@ -114,6 +114,8 @@ class Session:
                     channels=channels[CLIENT],
                     curve=pool.data_curve,
                 )
+            for handle in self.handles.values():
+                pool.expect(handle, ("ready",), SETUP_TIMEOUT)
         except BaseException:
             self.close(failed=True)
             raise
