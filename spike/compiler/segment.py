@@ -35,14 +35,24 @@ class Segment:
 
     def warm_up(self):
         """Call the function once on copies of its arrays: the first call compiles
-        (or loads the compiled code), so a run then starts at full speed."""
+        (or loads the compiled code), so a run then starts at full speed.
+
+        The copies keep each array's read-only flag: Numba compiles one version of
+        the code per set of argument types, and read-only is part of an array's type
+        (copies that were all writable had the first step of a run compile again).
+        """
         import warnings
 
         import numpy as np
 
+        copies = []
+        for array in self.arrays:
+            copy = np.array(array, copy=True)
+            copy.flags.writeable = array.flags.writeable
+            copies.append(copy)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            self.function(*[np.array(a, copy=True) for a in self.arrays])
+            self.function(*copies)
         return [warning.message for warning in caught]
 
     def make_step(self):
