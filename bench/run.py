@@ -114,7 +114,7 @@ def run_one(name, config, sim_time, tiny, repeats=3, build_only=False):
             progress_bar=False,
         )
     build = time.perf_counter() - start
-    if build_only:  # a few steps too: Numba compiles some code at the first step
+    if build_only:  # and two steps, as a run would
         sim.run_steps(2)
         sim.close()
         return {}
