@@ -88,8 +88,8 @@ def matrix_bytes_per_step(model):
 def run_one(name, config, sim_time, tiny, repeats=3, build_only=False):
     """Build and run one model in one configuration; return the figures as a dict.
 
-    With ``build_only``, just build and run two steps (to fill the compile caches)
-    and return ``{}``.
+    With ``build_only``, just build (to fill the compile and share caches) and
+    return ``{}``.
     """
     import nengo
 
@@ -114,8 +114,7 @@ def run_one(name, config, sim_time, tiny, repeats=3, build_only=False):
             progress_bar=False,
         )
     build = time.perf_counter() - start
-    if build_only:  # and two steps, as a run would
-        sim.run_steps(2)
+    if build_only:
         sim.close()
         return {}
     sim.run_steps(10)  # warm-up: first-step allocations
@@ -437,7 +436,8 @@ def markdown(summary, results, exchange, bandwidth, info, memory=(), baselines=N
             "(`spike.cost.estimated_peak_rss`, what `spike stats` shows). Measured = the "
             "worker's peak resident memory (VmHWM) after the runs, compile and share "
             "caches warm. "
-            f"**{inside} of {len(memory)} workers within ±15%** of their estimate.",
+            f"**{inside} of {len(memory)} workers within ±{MEMORY_TOLERANCE:.0%}** of "
+            "their estimate.",
             "",
             "| model | configuration | worker | data MiB | operators | estimated MiB | "
             "measured MiB | measured / estimated |",

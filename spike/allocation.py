@@ -25,9 +25,8 @@ import hashlib
 import json
 
 from .cost import estimated_peak_rss
-
 from .exceptions import AllocationError
-from .placement import ExchangeCosts, balance, suggest_workers  # noqa: F401 (API)
+from .placement import ExchangeCosts, balance
 
 FORMAT = "spike-allocation"
 VERSION = 1

@@ -256,13 +256,14 @@ def calibrate(repeats=20, exchange=False):
     (and with ``exchange``, the per-step cost of exchanging with another worker:
     `measure_exchange`, a few seconds).
 
-    How busy the machine was with other work, just before and just after, is kept
-    as ``machine["busy_elsewhere"]`` (the larger share of CPUs; `cpu_busy_elsewhere`);
-    see `Calibration.quiet`.
+    With ``exchange`` (the calibration ``spike dry-run`` may keep for the machine),
+    how busy the machine was with other work, just before and just after, is kept
+    as ``machine["busy_elsewhere"]`` (the larger share of CPUs; `cpu_busy_elsewhere`,
+    0.3 s each); see `Calibration.quiet`.
     """
     import nengo
 
-    busy_before = cpu_busy_elsewhere()
+    busy_before = cpu_busy_elsewhere() if exchange else None
 
     rng = np.random.default_rng(0)
     n = 20000
@@ -295,7 +296,8 @@ def calibrate(repeats=20, exchange=False):
     import datetime
 
     exchanged = {"partner_seconds": measure_exchange()["exchange_seconds"]} if exchange else {}
-    busy = [b for b in (busy_before, cpu_busy_elsewhere()) if b is not None]
+    busy_after = cpu_busy_elsewhere() if exchange else None
+    busy = [b for b in (busy_before, busy_after) if b is not None]
     machine = {
         "cpu": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),

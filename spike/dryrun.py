@@ -23,6 +23,7 @@ from .cost import (
 )
 from .model import make_model, recording_owners
 from .partition import partition_model
+from .placement import suggest_workers
 from .split import split_model
 
 
@@ -132,7 +133,7 @@ def worker_baselines(compiled=True):
     result = {}
     for mode in modes:
         # compiled: once to fill the compile cache (a worker compiling for the first
-        # time on a machine peaks 50-70 MiB higher), then again to measure
+        # time on a machine peaks 80-200 MiB higher in `make bench`), then to measure
         for _ in range(2 if mode == "compiled" else 1):
             out = subprocess.run(
                 [sys.executable, "-c",
@@ -192,7 +193,7 @@ def dry_run(network, dt=0.001, max_neurons=None, n_workers=None, max_workers=Non
     baseline = worker_baselines() if measure_baseline else {}
     entries = actor_entries(partition, costs)
     links = partition_links(partition)
-    suggested, _ = alloc.suggest_workers(
+    suggested, _ = suggest_workers(
         entries, links, max_workers or os.cpu_count() or 1,
         costs=calibration.exchange_costs(),
     )

@@ -16,6 +16,7 @@ from . import compiler, shares
 from .merge import merge_plan
 
 _SHARED_RNG = np.random.RandomState(0)  # for ops that never draw at make_step
+_LOOK_UP = object()  # Executor's default for ``prepared``: look the share up
 
 
 class Executor:
@@ -28,15 +29,16 @@ class Executor:
     share_key : str, optional
         `spike.shares.share_key` of the pickled plan: the merged plan and compiled
         program are then loaded from the share cache if there, and kept there if not.
-    prepared : tuple, optional
-        ``(plan, layout)`` already loaded from the share cache under ``share_key``
-        (`spike.shares.load`); ``plan`` is then ignored and may be None. A worker
-        looks the share up before unpickling what it received, so that on a hit
-        it never holds the share twice.
+    prepared : tuple or None, optional
+        What `spike.shares.load` returned for ``share_key``, when the caller has
+        looked the share up already: ``(plan, layout)`` (``plan`` is then ignored
+        and may be None), or None if it is not in the cache. A worker looks the
+        share up before unpickling what it received, so that on a hit it never
+        holds the share twice. By default the Executor looks it up itself.
     """
 
-    def __init__(self, plan, share_key=None, prepared=None):
-        if prepared is None:
+    def __init__(self, plan, share_key=None, prepared=_LOOK_UP):
+        if prepared is _LOOK_UP:
             prepared = shares.load(share_key)
         if prepared is not None:
             plan, layout = prepared

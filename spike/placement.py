@@ -1,7 +1,7 @@
 """Placing actors on peers: the client (peer 0) and the workers (peers 1..n).
 
-This module is pure logic (no I/O). `balance` is the one placing routine: `place` uses
-it with neuron counts as the cost, `spike.allocation` with calibrated costs. It has two
+This module is pure logic (no I/O). `balance` is the one placing routine: `place` and
+`spike.allocation` both use it with calibrated costs (`actor_entry`). It has two
 methods and, by default, keeps the better by the `step_estimate` cost model:
 
 - ``"greedy"``: largest first on the least loaded worker (LPT, with a heap); actors
@@ -189,12 +189,14 @@ def balance(actors, links, n_workers, workers_per_machine=None, method="auto",
     if method not in ("auto", "greedy", "graph"):
         raise ValueError(f"method must be 'auto', 'greedy' or 'graph' (got {method!r})")
     k = workers_per_machine or n_workers
-    greedy = balance_greedy(actors, links, n_workers)
     if method == "greedy" or any(a.get("worker") is not None for a in actors):
-        return greedy
+        return balance_greedy(actors, links, n_workers)
     graph = balance_graph(actors, links, n_workers, k)
-    if method == "graph" or graph is None:
-        return graph if graph is not None else greedy
+    if graph is None:
+        return balance_greedy(actors, links, n_workers)
+    if method == "graph":
+        return graph
+    greedy = balance_greedy(actors, links, n_workers)
     costs = costs or EXCHANGE
     if step_estimate(actors, links, graph, n_workers, k, costs) < step_estimate(
         actors, links, greedy, n_workers, k, costs
