@@ -42,12 +42,12 @@ class DryRun:
     calibration_path: object = None
 
 
-def build_for_placement(network, dt=0.001, max_neurons=None):
+def build_for_placement(network, dt=0.001, max_neurons=None, n_groups=None):
     """Build ``network`` as `spike.Simulator` does; return (model, split, partition)."""
     model = make_model(network, dt)
     with recording_owners(model):
         model.build(network)
-    split = split_model(model, max_neurons)
+    split = split_model(model, max_neurons, n_groups)
     partition = partition_model(model, split)
     return model, split, partition
 
@@ -184,7 +184,9 @@ def dry_run(network, dt=0.001, max_neurons=None, n_workers=None, max_workers=Non
     method : {"auto", "greedy", "graph"}, optional
         How to place (see `spike.placement.balance`).
     """
-    model, split, partition = build_for_placement(network, dt, max_neurons)
+    max_workers = max_workers or os.cpu_count() or 1
+    n_groups = n_workers or max_workers
+    model, split, partition = build_for_placement(network, dt, max_neurons, n_groups)
     calibration = calibrate(exchange=measure_baseline)
     calibration_path = None
     if measure_baseline and calibration.quiet:  # a busy machine's figures describe the load
@@ -194,8 +196,7 @@ def dry_run(network, dt=0.001, max_neurons=None, n_workers=None, max_workers=Non
     entries = actor_entries(partition, costs)
     links = partition_links(partition)
     suggested, _ = suggest_workers(
-        entries, links, max_workers or os.cpu_count() or 1,
-        costs=calibration.exchange_costs(),
+        entries, links, max_workers, costs=calibration.exchange_costs(),
     )
     n = n_workers or suggested
     info = {
@@ -205,6 +206,7 @@ def dry_run(network, dt=0.001, max_neurons=None, n_workers=None, max_workers=Non
         "max_neurons": max_neurons,
         "dt": dt,
         "split": {str(ens): s.n_parts for ens, s in split.splits.items()},
+        "groups": n_groups,
     }
     allocation = alloc.make_allocation(
         entries, links, 1, n, info, calibration.to_dict(), baseline, method

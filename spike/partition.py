@@ -75,7 +75,7 @@ class Actor:
     objects: list = field(default_factory=list)
     n_neurons: int = 0
     has_callables: bool = False
-    part: str = ""  # "part 2/4 (neurons 100:200)" for a part of a split ensemble
+    part: str = ""  # "part 2/4 (neurons 100:200)" of a split ensemble, "group 1/2" of a divided actor
 
     @property
     def label(self):
@@ -196,6 +196,10 @@ def partition_model(model, split=None):
             ens, k = split.part_of_op[op]
             start, stop = split.splits[ens].bounds[k]
             actor.part = f"part {k + 1}/{split.splits[ens].n_parts} (neurons {start}:{stop})"
+        if (split is not None and isinstance(op, SimNeurons) and op in split.group_of_op
+                and "group" not in actor.part):
+            g, n_groups = split.group_of_op[op]
+            actor.part = (actor.part + " " if actor.part else "") + f"group {g + 1}/{n_groups}"
 
     object_actors = {}
     object_home = {}

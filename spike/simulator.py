@@ -248,7 +248,7 @@ class Simulator:
                         self.n_workers = self._pool.total_slots
                     self._pool.check_workers(self.n_workers)
             with progress.next_stage("Placing on workers", "Placement"):
-                self.split = split_model(self.model, max_neurons)
+                self.split = split_model(self.model, max_neurons, self._groups())
                 self.max_neurons = max_neurons
                 self._step_order = model_step_order(self.model)
                 self.partition = partition_model(self.model, self.split)
@@ -279,6 +279,14 @@ class Simulator:
                     get_pool() if self._pool is None else self._pool,
                     getattr(self.model, "spike_op_owner", {}),
                 )
+
+    def _groups(self):
+        """Most groups an actor held together by passthrough Nodes is divided into
+        (`spike.passthrough`): one per worker (per core when Spike chooses the number
+        of workers), or what the allocation file was made with."""
+        if self.allocation is not None:
+            return self.allocation["model"].get("groups")
+        return self.n_workers or max_local_workers()
 
     @staticmethod
     def _load_allocation(path, workers, max_neurons, assignments):
@@ -391,6 +399,13 @@ class Simulator:
                 if all(p in values for p in parts):
                     whole = np.concatenate([values[p] for p in parts], axis=axis)
                     dict.__setitem__(snapshot, base, whole)
+        for division in self.split.divisions:  # signals of actors divided into groups
+            for base, copies in division.repeated.items():
+                if copies[0] in values:
+                    dict.__setitem__(snapshot, base, values[copies[0]])
+            for base, shares in division.partial.items():
+                if all(p in values for p in shares):
+                    dict.__setitem__(snapshot, base, sum(values[p] for p in shares))
         return snapshot
 
     def __enter__(self):

@@ -122,12 +122,22 @@ class SplitReport:
         ``{probe: ProbeParts}`` for probes recorded in parts.
     part_of_op : dict
         ``{operator: (ensemble, part index)}`` for every operator made for a part.
+    divisions : list of ActorDivision
+        Actors held together by passthrough Nodes that were divided into groups
+        (`spike.passthrough`).
+    undivided : dict
+        ``{actor label: reason}`` for such actors left whole.
+    group_of_op : dict
+        ``{operator: (group, number of groups)}`` for the operators of divided actors.
     """
 
     splits: dict = field(default_factory=dict)
     skipped: dict = field(default_factory=dict)
     probes: dict = field(default_factory=dict)
     part_of_op: dict = field(default_factory=dict)
+    divisions: list = field(default_factory=list)
+    undivided: dict = field(default_factory=dict)
+    group_of_op: dict = field(default_factory=dict)
 
 
 def part_bounds(n, n_parts):
@@ -136,26 +146,32 @@ def part_bounds(n, n_parts):
     return [(edges[k], edges[k + 1]) for k in range(n_parts)]
 
 
-def split_model(model, max_neurons=None):
-    """Split ``model``'s large ensembles once; return its `SplitReport`.
+def split_model(model, max_neurons=None, n_groups=None):
+    """Split ``model``'s large ensembles, and divide its actors held together by
+    passthrough Nodes into up to ``n_groups`` groups (`spike.passthrough`), once;
+    return its `SplitReport`.
 
     The report is kept on the model (``model.spike_split``), so a model that was
     split (a pickled Simulator's) is not split again. Before splitting, the model's
     step order is kept as ``model.spike_rng_order``: random states are drawn in the
     order nengo built, and `spike.rng` replays them in it.
     """
+    from .passthrough import divide_actors
+
     report = getattr(model, "spike_split", None)
     if report is None:
         model.spike_rng_order = step_order(model)
         report = split_ensembles(model, max_neurons)
+        divide_actors(model, n_groups, report)
         model.spike_split = report
     return report
 
 
 def model_step_order(model):
     """The step order of a model `split_model` has seen (no second sort if nothing
-    was split)."""
-    if not model.spike_split.splits:
+    was split or divided)."""
+    report = model.spike_split
+    if not report.splits and not report.divisions:
         return model.spike_rng_order
     return step_order(model)
 

@@ -1,0 +1,167 @@
+"""Dividing actors that passthrough Nodes hold together (`spike.passthrough`).
+
+A network of ensembles between passthrough Nodes (an EnsembleArray, a
+CircularConvolution) is one actor until it is divided into groups, one per worker.
+The groups must give nengo.Simulator's results: spikes exactly (each group computes
+the same inputs in the same order), values to 1e-10 (sums of the groups' outputs are
+the same numbers added in another order).
+"""
+
+import json
+import pickle
+
+import nengo
+import numpy as np
+import pytest
+from conftest import assert_equivalent, run_reference
+
+import spike
+from spike import compiler
+from spike.dryrun import dry_run
+
+
+def conv_net(n_neurons=20, dimensions=4, seed=0):
+    rng = np.random.RandomState(seed)
+    with nengo.Network(seed=seed) as net:
+        a = nengo.Node(rng.randn(dimensions) / np.sqrt(dimensions))
+        b = nengo.Node(nengo.processes.WhiteSignal(1.0, high=5, seed=seed + 1),
+                       size_out=dimensions)
+        conv = nengo.networks.CircularConvolution(n_neurons, dimensions)
+        nengo.Connection(a, conv.input_a)
+        nengo.Connection(b, conv.input_b)
+        nengo.Probe(conv.output, synapse=0.01)
+        nengo.Probe(conv.output)  # the sum itself, within the step
+        nengo.Probe(conv.input_a)  # an input every group computes
+        nengo.Probe(conv.product.sq1.ea_ensembles[0].neurons)
+        nengo.Probe(conv.product.sq2.ea_ensembles[-1].neurons)
+    return net, conv
+
+
+def neuron_count_per_worker(sim):
+    counts = {}
+    for index, actor in enumerate(sim.partition.actors):
+        counts[sim.placement[index]] = counts.get(sim.placement[index], 0) + actor.n_neurons
+    return counts
+
+
+@pytest.mark.parametrize("compile", [False, True])
+def test_circular_convolution_is_spread_over_workers_and_matches_reference(compile):
+    if compile and not compiler.available():
+        pytest.skip("PyTensor/Numba not installed")
+    net, conv = conv_net()
+    sim = assert_equivalent(net, steps=200, workers=2, compile=compile)
+    (division,) = sim.split.divisions
+    assert division.n_groups == 2
+    assert not sim.split.undivided
+    counts = neuron_count_per_worker(sim)
+    total = sum(e.n_neurons for e in net.all_ensembles)
+    assert sorted(c for c in counts.values() if c) == [total // 2, total // 2]
+    groups = [a for a in sim.partition.actors if "group" in a.part]
+    assert len(groups) == 2 and all(a.n_neurons for a in groups)
+
+
+def test_three_groups_and_uneven_ensembles():
+    with nengo.Network(seed=2) as net:
+        stim = nengo.Node(nengo.processes.WhiteSignal(1.0, high=5, seed=3), size_out=3)
+        inp = nengo.Node(size_in=3)
+        out = nengo.Node(size_in=3)
+        nengo.Connection(stim, inp)
+        for i, n in enumerate([30, 70, 20, 50, 40]):
+            ens = nengo.Ensemble(n, 1)
+            nengo.Connection(inp[i % 3], ens, synapse=None, transform=0.5 + i)
+            nengo.Connection(ens, out[(i + 1) % 3], synapse=None, function=np.square)
+        nengo.Probe(out, synapse=0.02)
+        nengo.Probe(out)
+    sim = assert_equivalent(net, steps=150, workers=3)
+    (division,) = sim.split.divisions
+    assert division.n_groups == 3
+    assert len({sim.placement[a.index] for a in sim.partition.actors if a.n_neurons}) == 3
+
+
+def test_a_sum_of_groups_feeds_another_ensemble_through_a_synapse():
+    with nengo.Network(seed=4) as net:
+        stim = nengo.Node([0.3, -0.6])
+        array = nengo.networks.EnsembleArray(40, n_ensembles=2)
+        nengo.Connection(stim, array.input)
+        after = nengo.Ensemble(60, 2)
+        nengo.Connection(array.output, after, synapse=0.005, transform=[[0.5, 1], [1, -0.5]])
+        nengo.Connection(stim, after)  # another input to the same ensemble
+        nengo.Probe(after, synapse=0.01)
+        nengo.Probe(after.neurons)
+    sim = assert_equivalent(net, steps=200, workers=2)
+    assert len(sim.split.divisions) == 1
+
+
+def test_signals_of_a_divided_actor_are_whole_again():
+    net, conv = conv_net()
+    with nengo.Simulator(net, progress_bar=False) as ref, spike.Simulator(
+        net, workers=2, progress_bar=False
+    ) as sim:
+        ref.run_steps(60)
+        sim.run_steps(60)
+        assert sim.split.divisions
+        for node in (conv.output, conv.input_a, conv.product.output):
+            mine = sim.signals[sim.model.sig[node]["in"]]
+            theirs = ref.signals[ref.model.sig[node]["in"]]
+            np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-10)
+
+
+def test_a_nonlinear_use_of_the_sum_keeps_the_actor_whole_and_says_why():
+    with nengo.Network(seed=5) as net:
+        stim = nengo.Node([0.5, -0.5])
+        array = nengo.networks.EnsembleArray(30, n_ensembles=2)
+        nengo.Connection(stim, array.input)
+        reader = nengo.Ensemble(30, 2)  # reads the sum within the step
+        nengo.Connection(array.output, reader, synapse=None)
+        nengo.Probe(reader, synapse=0.01)
+    sim = assert_equivalent(net, steps=100, workers=2)
+    assert not sim.split.divisions
+    (reason,) = sim.split.undivided.values()
+    assert "within the step" in reason and "Ensemble" in reason
+
+
+def test_a_product_of_two_sums_keeps_the_actor_whole():
+    with nengo.Network(seed=6) as net:
+        stim = nengo.Node([0.5, -0.5])
+        array = nengo.networks.EnsembleArray(30, n_ensembles=2)
+        nengo.Connection(stim, array.input)
+        square = nengo.Node(lambda t, x: x * x, size_in=2)  # a function of the sum
+        nengo.Connection(array.output, square, synapse=None)
+        nengo.Probe(square, synapse=0.01)
+    sim = assert_equivalent(net, steps=100, workers=2)
+    assert not sim.split.divisions
+    assert any("not linear" in r for r in sim.split.undivided.values())
+
+
+def test_one_worker_divides_nothing():
+    net, _ = conv_net()
+    with spike.Simulator(net, workers=1, progress_bar=False) as sim:
+        assert not sim.split.divisions
+
+
+def test_pickled_divided_simulator_continues():
+    net, _ = conv_net()
+    ref = run_reference(net, 80)
+    with spike.Simulator(net, workers=2, progress_bar=False) as sim:
+        sim.run_steps(50)
+        clone = pickle.loads(pickle.dumps(sim))
+    with clone:
+        clone.run_steps(30)
+        assert clone.split.divisions
+        for mine, theirs in zip(clone.model.probes, ref.model.probes):
+            np.testing.assert_allclose(clone.data[mine], ref.data[theirs], rtol=0, atol=1e-10)
+
+
+def test_allocation_file_keeps_the_groups(tmp_path):
+    net, _ = conv_net()
+    result = dry_run(net, n_workers=2, measure_baseline=False)
+    assert result.allocation["model"]["groups"] == 2
+    assert len(result.split.divisions) == 1
+    path = tmp_path / "allocation.json"
+    path.write_text(json.dumps(result.allocation))
+    ref = run_reference(net, 50)
+    with spike.Simulator(net, allocation=str(path), progress_bar=False) as sim:
+        sim.run_steps(50)
+        assert len(sim.split.divisions) == 1
+        for probe in net.all_probes:
+            np.testing.assert_allclose(sim.data[probe], ref.data[probe], rtol=0, atol=1e-10)
