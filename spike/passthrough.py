@@ -45,6 +45,7 @@ from nengo.builder.signal import Signal
 from nengo.synapses import LinearFilter
 
 from .partition import partition_model
+from .split import ProbeParts, derived_name
 
 logger = logging.getLogger(__name__)
 
@@ -100,14 +101,16 @@ def _view_on(view, base):
     value = np.ndarray(
         view.shape, dtype=view.dtype, buffer=owner, offset=view.offset, strides=view.strides
     )
-    suffix = view.name[len(view.base.name):] if view.name.startswith(view.base.name) else ""
-    return Signal(value, name=base.name + suffix, base=base, readonly=view.readonly,
-                  offset=view.offset)
+    suffix = "" if base._name is None else f" (in {base._name})"
+    return Signal(value, name=derived_name(view, suffix), base=base,
+                  readonly=view.readonly, offset=view.offset)
 
 
-def _fresh_base(base, name, value=None):
+def _group_base(base, g, value=None):
+    """A signal like ``base``, for group ``g`` (initially ``value``, else base's)."""
     value = np.array(base.initial_value if value is None else value, copy=True)
-    return Signal(np.ascontiguousarray(value), name=name, readonly=base.readonly)
+    return Signal(np.ascontiguousarray(value), name=derived_name(base, f" (group {g})"),
+                  readonly=base.readonly)
 
 
 def divide_actors(model, n_groups, report):
@@ -126,31 +129,25 @@ def divide_actors(model, n_groups, report):
     if n_groups is None or n_groups < 2:
         return
     owners = getattr(model, "spike_op_owner", {})
-    handled = set()  # SimNeurons operators of actors already tried
-    while True:
-        partition = partition_model(model)
-        candidates = [
-            a for a in partition.actors
-            if sum(isinstance(op, SimNeurons) for op in a.ops) >= 2
-            and not any(op in handled for op in a.ops if isinstance(op, SimNeurons))
-        ]
-        if not candidates:
-            return
-        actor = candidates[0]
-        handled.update(op for op in actor.ops if isinstance(op, SimNeurons))
-        label = actor.label
+    candidates = [
+        actor for actor in partition_model(model).actors
+        if sum(isinstance(op, SimNeurons) for op in actor.ops) >= 2
+    ]
+    replaced = {}  # operator -> its copies, for actors divided before
+    for actor in candidates:
+        ops = [new for op in actor.ops for new in replaced.get(op, [op])]
         try:
-            divider = _Divider(model, actor.ops, n_groups, owners, report)
-            division = divider.run(label)
+            divider = _Divider(model, ops, n_groups, owners, report)
+            division = divider.run(actor.label)
         except CannotDivide as reason:
-            report.undivided[label] = str(reason)
-            logger.info("%s is not divided: %s", label, reason)
+            report.undivided[actor.label] = str(reason)
+            logger.info("%s is not divided: %s", actor.label, reason)
             continue
         if division is None:
             continue
-        handled.update(op for op in divider.new_ops if isinstance(op, SimNeurons))
+        replaced.update(divider.replaced)
         report.divisions.append(division)
-        logger.info("%s divided into %d groups", label, division.n_groups)
+        logger.info("%s divided into %d groups", actor.label, division.n_groups)
 
 
 class _Divider:
@@ -163,7 +160,7 @@ class _Divider:
         self.n_groups = n_groups
         self.owners = owners
         self.report = report
-        self.new_ops = []
+        self.replaced = {}
         self.touching = {}
         for op in model.operators:
             for sig in op.all_signals:
@@ -250,8 +247,10 @@ class _Divider:
         cores = self.find_cores()
         if len(cores) < 2:
             return None
-        n_groups = min(self.n_groups, len(cores))
-        group_of = self.deal(cores, n_groups)
+        group_of = self.deal(cores, min(self.n_groups, len(cores)))
+        n_groups = len(set(group_of.values()))
+        if n_groups < 2:
+            return None
         downstream = self.find_outputs(group_of)
         contributes, down_groups = self.output_groups(group_of, downstream)
         op_groups = dict(down_groups)
@@ -279,8 +278,6 @@ class _Divider:
             for op in core:
                 group_of[op] = g
         used = sorted(set(group_of.values()))
-        if len(used) < 2:
-            return {op: 0 for op in group_of}
         renumber = {g: k for k, g in enumerate(used)}
         return {op: renumber[g] for op, g in group_of.items()}
 
@@ -370,22 +367,34 @@ class _Divider:
         inputs = [op for op in self.ops if op not in op_groups]
         upstream = {s.base for op in inputs for s in op.sets + op.incs}
         needs = {base: set() for base in upstream}
-        changed = True
-        while changed:
-            changed = False
-            for op in reversed(self.ops):
-                if op in inputs:
-                    written = [needs[s.base] for s in op.sets + op.incs]
-                    groups = set().union(*written) if written else set()
-                    groups = groups or {0}  # read by no group: a probe or synapse of inputs
-                    if op_groups.get(op) != groups:
-                        op_groups[op] = groups
-                        changed = True
-                groups = op_groups[op]
+        writers = {base: [] for base in upstream}
+        for op in inputs:
+            for sig in op.sets + op.incs:
+                writers[sig.base].append(op)
+
+        def spread(op, groups):
+            """``op`` runs in ``groups``: so must what computes the inputs it reads."""
+            stack = [(op, groups)]
+            while stack:
+                op, groups = stack.pop()
                 for sig in op.reads:
-                    if sig.base in upstream and not groups <= needs[sig.base]:
-                        needs[sig.base] |= groups
-                        changed = True
+                    base = sig.base
+                    if base not in upstream or groups <= needs[base]:
+                        continue
+                    needs[base] |= groups
+                    for writer in writers[base]:
+                        mine = op_groups.setdefault(writer, set())
+                        if not groups <= mine:
+                            mine |= groups
+                            stack.append((writer, set(mine)))
+
+        for op in self.ops:
+            if op in op_groups and op_groups[op]:
+                spread(op, op_groups[op])
+        for op in inputs:  # read by no group: a probe or a synapse of the inputs
+            if not op_groups.get(op):
+                op_groups[op] = {0}
+                spread(op, {0})
         return upstream, needs
 
     def check_repeatable(self, op_groups, group_of):
@@ -403,8 +412,12 @@ class _Divider:
                 )
 
     def follow_synapses(self, op_groups, down_groups):
-        """Past each synapse of an output sum: ``{reader: (kind, groups)}`` for the
-        operators (in other actors) that read its output."""
+        """Past each synapse of an output sum: ``{reader: (kind, groups, output)}``
+        for the operators that read the synapse's ``output``, kept once per group in
+        ``groups``. A reader in another actor that adds the output into a signal adds
+        each group's instead (``"add each"``; ``"probed copy"`` if the signal is only
+        probed); one in this actor that adds it into an input (``"feedback"``, as in
+        a memory) does so in every group that computes the input."""
         followers = {}
         self.synapse_outputs = {}  # base -> groups, for filters' outputs and states
         for op, groups in down_groups.items():
@@ -412,36 +425,37 @@ class _Divider:
                 continue
             for sig in op.updates:
                 self.synapse_outputs[sig.base] = groups
-            for reader in self.readers(op.output.base):
-                if reader in self.opset and reader is not op:
-                    raise CannotDivide(f"{self.describe(reader)} reads a synapse's output "
-                                       "in the divided actor")
+            output = op.output.base
+            for reader in self.readers(output):
                 if reader is op:
                     continue
                 if isinstance(reader, SimProbe):
-                    followers[reader] = ("probe", groups)
+                    followers[reader] = ("probe", groups, output)
                     continue
                 summand = _summand(reader)
-                if summand is None or summand.base is not op.output.base or any(
-                    s.base is op.output.base for s in reader.reads if s is not summand
+                if summand is None or summand.base is not output or any(
+                    s.base is output for s in reader.reads if s is not summand
                 ):
                     raise CannotDivide(f"{self.describe(reader)} reads a synapse's output "
                                        "in a way that is not linear")
                 target = (reader.incs + reader.sets)[0].base
-                if isinstance(reader, Copy) and not reader.inc and self.only_probed(target, reader):
-                    followers[reader] = ("probed copy", groups)
+                if reader in self.opset:  # fed back into the actor's inputs
+                    if not reader.incs or reader in followers:
+                        raise CannotDivide(f"{self.describe(reader)} sets an input from "
+                                           "a synapse's output")
+                    followers[reader] = ("feedback", groups, output)
+                elif isinstance(reader, Copy) and not reader.inc and self.only_probed(
+                    target, reader
+                ):
+                    followers[reader] = ("probed copy", groups, output)
                     self.synapse_outputs[target] = groups
                     for probe_op in self.readers(target):
-                        followers[probe_op] = ("probe", groups)
+                        followers[probe_op] = ("probe", groups, output)
                 elif reader.incs:
-                    followers[reader] = ("add each", groups)
+                    followers[reader] = ("add each", groups, output)
                 else:
                     raise CannotDivide(f"{self.describe(reader)} sets a signal from a "
                                        "synapse's output")
-        for probe, parts in self.report.probes.items():
-            for sig in parts.signals:
-                if sig.base in self.synapse_outputs:
-                    raise CannotDivide(f"{probe} is already recorded in parts")
         return followers
 
     def only_probed(self, base, writer):
@@ -458,10 +472,14 @@ class _Divider:
         division = ActorDivision(label, n_groups)
         mapping = [dict() for _ in range(n_groups)]
         for base in sorted(upstream, key=lambda b: b.name):
-            if len(needs[base]) > 1:
+            # every group that reads or computes an input gets a copy of its own
+            groups = set(needs[base]).union(
+                *(op_groups[op] for op in self.writers(base) if op in op_groups)
+            )
+            if len(groups) > 1:
                 copies = []
-                for g in sorted(needs[base]):
-                    mapping[g][base] = _fresh_base(base, f"{base.name} (group {g})")
+                for g in sorted(groups):
+                    mapping[g][base] = _group_base(base, g)
                     copies.append(mapping[g][base])
                 division.repeated[base] = copies
         partial = {base: contributes[base] for base in downstream}
@@ -470,15 +488,36 @@ class _Divider:
             copies = []
             for k, g in enumerate(sorted(groups)):
                 value = base.initial_value if k == 0 else np.zeros_like(base.initial_value)
-                mapping[g][base] = _fresh_base(base, f"{base.name} (group {g})", value)
+                mapping[g][base] = _group_base(base, g, value)
                 copies.append(mapping[g][base])
             division.partial[base] = copies
 
+        renamed = {base for m in mapping for base in m}
+        for probe, parts in self.report.probes.items():
+            if any(sig.base in renamed for sig in parts.signals):
+                raise CannotDivide(f"{probe} is already recorded in parts")
+
         replaced = {}
-        for op, groups in list(op_groups.items()) + [
-            (op, groups) for op, (_, groups) in followers.items()
-        ]:
-            replaced[op] = [self.copy_op(op, mapping[g], g, n_groups) for g in sorted(groups)]
+        todo = dict(op_groups)
+        for op, (_, groups, _) in followers.items():
+            todo.setdefault(op, groups)
+        for op, groups in todo.items():
+            kind, sources, output = followers.get(op, (None, None, None))
+            if kind == "feedback":  # each group's input adds every group's output
+                copies = [
+                    self.copy_op(op, {**mapping[g], output: mapping[source][output]}, g,
+                                 n_groups)
+                    for g in sorted(groups) for source in sorted(sources)
+                ]
+            else:
+                copies = [self.copy_op(op, mapping[g], g, n_groups) for g in sorted(groups)]
+            if len({id(c) for c in copies}) < len(copies):
+                raise CannotDivide(f"{self.describe(op)} would run twice on the same signals")
+            replaced[op] = copies
+        for op, copies in replaced.items():
+            for new in copies:
+                if new is not op:
+                    self.register(op, new)
         new_ops = []
         for op in self.model.operators:
             if op in replaced:
@@ -486,24 +525,25 @@ class _Divider:
             else:
                 new_ops.append(op)
         self.model.operators[:] = new_ops
-        self.new_ops = [new for news in replaced.values() for new in news]
+        self.replaced = replaced
 
         for probe in self.model.probes:
             sig = self.model.sig[probe]["in"]
             if sig.base in division.partial:
                 groups = sorted(partial[sig.base])
-                self.report.probes[probe] = _probe_parts(
+                self.report.probes[probe] = ProbeParts(
                     "sum", 0, [_view_on(sig, mapping[g][sig.base]) for g in groups]
                 )
             elif sig.base in division.repeated:
                 g = min(needs[sig.base])
-                self.report.probes[probe] = _probe_parts(
+                self.report.probes[probe] = ProbeParts(
                     "sum", 0, [_view_on(sig, mapping[g][sig.base])]
                 )
         return division
 
     def copy_op(self, op, mapping, g, n_groups):
-        """Operator ``op`` for group ``g``: each signal replaced by the group's own."""
+        """Operator ``op`` for group ``g``: each signal replaced by the group's own
+        (``op`` itself if none is)."""
         signals = [s for name in ("sets", "incs", "reads", "updates") for s in getattr(op, name)]
         if not any(s.base in mapping for s in signals):
             new = op
@@ -516,15 +556,15 @@ class _Divider:
                 ])
             if op.tag:
                 new.tag = f"{op.tag} (group {g + 1}/{n_groups})"
-            owner = self.owners.get(op)
-            if owner is not None:
-                self.owners[new] = owner
         if op in self.opset:
             self.report.group_of_op[new] = (g, n_groups)
         return new
 
+    def register(self, op, new):
+        """``new`` stands for ``op``: same owner, same part of a split ensemble."""
+        owner = self.owners.get(op)
+        if owner is not None:
+            self.owners[new] = owner
+        if op in self.report.part_of_op:
+            self.report.part_of_op[new] = self.report.part_of_op[op]
 
-def _probe_parts(combine, axis, signals):
-    from .split import ProbeParts
-
-    return ProbeParts(combine, axis, signals)

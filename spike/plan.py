@@ -249,7 +249,8 @@ def make_plans(
     n_peers : int
         Number of peers including the client.
     order : list of Operator, optional
-        The step order (computed if not given).
+        The model's operators, in any order: each peer's share is sorted by its own
+        dependencies (default: the step order).
     optimize : bool, optional
         Whether peers merge their operators (see `PeerPlan.optimize`).
     compile : bool or "auto", optional

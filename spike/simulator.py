@@ -250,7 +250,7 @@ class Simulator:
             with progress.next_stage("Placing on workers", "Placement"):
                 self.split = split_model(self.model, max_neurons, self._groups())
                 self.max_neurons = max_neurons
-                self._step_order = model_step_order(self.model)
+                self._step_order = None  # computed when asked for (`step_order`)
                 self.partition = partition_model(self.model, self.split)
                 if self.n_workers is None:
                     self.n_workers, step = choose_workers(
@@ -267,7 +267,7 @@ class Simulator:
                 self.placement = dict(enumerate(peers))
                 plans = make_plans(
                     self.model, self.partition, peers, self.n_workers + 1,
-                    order=self._step_order, optimize=optimize,
+                    order=self.model.operators, optimize=optimize,
                     compile=self.compile, matrix_dtype=self.dtype,
                     rng_order=self.model.spike_rng_order, probe_parts=self.split.probes,
                 )
@@ -438,6 +438,8 @@ class Simulator:
     @property
     def step_order(self):
         """(list) All operators of the model, in the order of one step."""
+        if self._step_order is None:
+            self._step_order = model_step_order(self.model)
         return self._step_order
 
     @property

@@ -140,6 +140,14 @@ class SplitReport:
     group_of_op: dict = field(default_factory=dict)
 
 
+def derived_name(sig, suffix):
+    """The name of a signal made from ``sig``: its name and ``suffix``, or None (nengo
+    then shows the memory address) if ``sig`` has no name of its own: an address in a
+    name would make the same share pickle to other bytes in every run (`spike.shares`)."""
+    name = getattr(sig, "_name", None)
+    return None if name is None else f"{name}{suffix}"
+
+
 def part_bounds(n, n_parts):
     """``n_parts`` ranges covering ``range(n)`` whose sizes differ by at most one."""
     edges = [(n * k) // n_parts for k in range(n_parts + 1)]
@@ -446,14 +454,14 @@ class _Splitter:
                 index = [slice(None)] * base.ndim
                 index[ax] = slice(start, stop)
                 value = np.array(base.initial_value[tuple(index)], copy=True)
-                new = Signal(value, name=f"{base.name}[{start}:{stop}]", readonly=base.readonly)
+                new = Signal(value, name=derived_name(base, f"[{start}:{stop}]"), readonly=base.readonly)
                 parts[k][base] = new
                 news.append(new)
             split.bases[base] = (ax, news)
         for base in self.partial | self.fanout:
             for k in range(len(self.bounds)):
                 value = np.array(base.initial_value, copy=True)
-                parts[k][base] = Signal(value, name=f"{base.name} (part {k})")
+                parts[k][base] = Signal(value, name=derived_name(base, f" (part {k})"))
 
         new_ops = []
         for op in self.model.operators:

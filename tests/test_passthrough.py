@@ -92,6 +92,20 @@ def test_a_sum_of_groups_feeds_another_ensemble_through_a_synapse():
     assert len(sim.split.divisions) == 1
 
 
+def test_a_memory_fed_back_through_a_synapse_is_divided():
+    """The output sum's synapse feeds the actor's own input: every group's input adds
+    every group's filtered output."""
+    with nengo.Network(seed=7) as net:
+        stim = nengo.Node(nengo.processes.Piecewise({0: [0.4, -0.3, 0.2], 0.1: [0, 0, 0]}))
+        array = nengo.networks.EnsembleArray(40, n_ensembles=3)
+        nengo.Connection(stim, array.input, transform=0.1)
+        nengo.Connection(array.output, array.input, synapse=0.05)
+        nengo.Probe(array.output, synapse=0.01)
+        nengo.Probe(array.ea_ensembles[2].neurons)
+    sim = assert_equivalent(net, steps=200, workers=2)
+    assert len(sim.split.divisions) == 1 and not sim.split.undivided
+
+
 def test_signals_of_a_divided_actor_are_whole_again():
     net, conv = conv_net()
     with nengo.Simulator(net, progress_bar=False) as ref, spike.Simulator(

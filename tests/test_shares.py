@@ -57,17 +57,32 @@ def chains(seed=3, n=3, length=4):
     return net
 
 
-def worker_share(net, compile, workers=1):
+def divided_and_split(seed=3):
+    """An ensemble array (divided into groups, `spike.passthrough`) feeding a large
+    ensemble (split, `spike.split`); unlabeled, so names hold memory addresses."""
+    with nengo.Network(seed=seed) as net:
+        stim = nengo.Node(nengo.processes.WhiteSignal(1.0, high=5, seed=1), size_out=3)
+        array = nengo.networks.EnsembleArray(30, 3)
+        nengo.Connection(stim, array.input)
+        big = nengo.Ensemble(80, 1)
+        nengo.Connection(array.output[0], big)
+        nengo.Probe(array.output, synapse=0.01)
+        nengo.Probe(big, synapse=0.01)
+    return net
+
+
+def worker_share(net, compile, workers=1, max_neurons=None):
     """``(plan, blob, states)``: the first worker's plan, pickled as sent, and the
     random states of a reset."""
     model = make_model(net, 0.001)
     model.build(net)
-    split_model(model)
-    partition = partition_model(model)
+    report = split_model(model, max_neurons, workers)
+    partition = partition_model(model, report)
     plans = make_plans(
         model, partition, place(partition, workers, None), workers + 1,
-        order=model.spike_rng_order,
+        order=model.operators,
         optimize=True, compile=compile, rng_order=model.spike_rng_order,
+        probe_parts=report.probes,
     )
     blob = _pickle_plan(plans[1], {})
     return pickle.loads(blob), blob, rng_states(model.spike_rng_order, 4, 0.001)
@@ -115,6 +130,12 @@ def test_key_ignores_addresses_but_not_values(workers):
     assert shares.share_key(blob) == shares.share_key(again)
     _, other, _ = worker_share(chains(seed=4), False, workers)
     assert shares.share_key(other) != shares.share_key(blob)
+
+
+def test_key_of_a_split_and_divided_model_ignores_addresses():
+    _, blob, _ = worker_share(divided_and_split(), False, 2, max_neurons=30)
+    _, again, _ = worker_share(divided_and_split(), False, 2, max_neurons=30)
+    assert shares.share_key(blob) == shares.share_key(again)
 
 
 def test_damaged_entry_is_ignored(cache_in):
