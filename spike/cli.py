@@ -55,6 +55,16 @@ def summarize(sim, probes, workers, build_seconds, run_seconds, out):
         f"{steps} steps ({steps / max(run_seconds, 1e-9):.0f} steps/s, "
         f"{run_seconds / max(steps * sim.dt, 1e-9):.2f} s per simulated s)\n"
     )
+    split = sim.split
+    if split.splits or split.divisions or split.skipped or split.undivided:
+        out.write(
+            f"split: {len(split.splits)} ensembles into parts"
+            + (f" ({len(split.skipped)} kept whole)" if split.skipped else "")
+            + f"; {len(split.divisions)} actors held together by passthrough Nodes "
+            "divided into groups"
+            + (f" ({len(split.undivided)} kept whole: see the log)" if split.undivided else "")
+            + "\n"
+        )
     out.write(f"{'probe':<50} {'shape':>14} {'final value (first 4)':>28}\n")
     for index, probe in enumerate(probes):
         data = sim.data[probe]
@@ -162,6 +172,10 @@ def cmd_dry_run(args):
     )
     for ens, reason in result.split.skipped.items():
         print(f"  not split: {ens}: {reason}")
+    for division in result.split.divisions:
+        print(f"  divided into {division.n_groups} groups: {division.label}")
+    for label, reason in result.split.undivided.items():
+        print(f"  not divided: {label}: {reason}")
     print(
         "calibration (this machine): "
         f"{cal['neurons'] * 1e9:.1f} ns/neuron, {cal['macs'] * 1e9:.2f} ns/multiply-add, "

@@ -85,7 +85,7 @@ class Actor:
         shown = main or self.objects
         names = ", ".join(str(o) for o in shown[:3])
         more = f" and {len(shown) - 3} more" if len(shown) > 3 else ""
-        part = f" {self.part}" if self.part else ""
+        part = f"; {self.part}" if self.part else ""
         return f"actor {self.index} ({names}{more}{part})" if names else f"actor {self.index}"
 
 

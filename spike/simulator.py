@@ -115,8 +115,9 @@ class Simulator:
     allocation : str, optional
         An allocation file from ``spike dry-run`` or ``spike rebalance``: which
         worker runs each actor (see `spike.allocation`). It sets the number of
-        workers and ``max_neurons``; a file made for another model (or before an
-        object changed) is refused with `spike.allocation.AllocationError`.
+        workers, ``max_neurons`` and the groups actors are divided into; a file
+        made for another model (or before an object changed) is refused with
+        `spike.allocation.AllocationError`.
     hosts : str or list, optional
         Run the workers on other hosts: a hostfile (``host[:port] slots=N`` lines,
         see `spike.hostfile`) or a list of such lines. Each host's ``spike-daemon``
@@ -139,7 +140,10 @@ class Simulator:
     partition : Partition
         The model's actors (see `spike.partition`).
     split : SplitReport
-        Which ensembles were split, and which could not be (see `spike.split`).
+        Which ensembles were split, and which could not be (see `spike.split`);
+        which actors held together by passthrough Nodes were divided into groups
+        of ensembles, one per worker, and which could not be (``divisions``,
+        ``undivided``; see `spike.passthrough`).
     placement : dict
         ``{actor index: peer}``; peer 0 is the client, ``k + 1`` is worker ``k``.
     """
