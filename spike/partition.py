@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from nengo.builder.operator import SimPyFunc, TimeUpdate
 from nengo.builder.neurons import SimNeurons
+from nengo.builder.processes import SimProcess
 from nengo.ensemble import Ensemble, Neurons
 from nengo.node import Node
 
@@ -132,6 +133,19 @@ class Partition:
     probe_part_actors: dict = field(default_factory=dict)
 
 
+def _reads_only_constants(op, touched, clock_bases):
+    """True for a process (a synapse) reading only the clock and signals that no
+    operator writes or updates."""
+    def constant(base):
+        writers, updaters, _ = touched.get(base, ((), (), ()))
+        return base in clock_bases or not (writers or updaters)
+
+    return (
+        isinstance(op, SimProcess) and not op.sets and not op.incs
+        and all(constant(sig.base) for sig in op.reads)
+    )
+
+
 def _is_user_callable(op):
     return isinstance(op, SimPyFunc) and op.fn is not None
 
@@ -173,6 +187,15 @@ def partition_model(model, split=None):
             uf.union(writers + updaters + readers)
         elif updaters:
             uf.union(updaters)
+    # a synapse filtering a constant (a Node's fixed output) needs nothing from anyone:
+    # it goes with its readers when they are one actor, so nothing crosses for it
+    for base, (writers, updaters, readers) in touched.items():
+        if writers or not updaters or not readers:
+            continue
+        if len({uf.find(r) for r in readers}) == 1 and all(
+            _reads_only_constants(ops[u], touched, clock_bases) for u in updaters
+        ):
+            uf.union(updaters + readers[:1])
 
     # a RatesToSpikes neuron type adds two SimNeurons (rates, then spikes) on the same
     # neurons; the second reads the first's output, so count neurons only once

@@ -161,6 +161,7 @@ class _Divider:
         self.owners = owners
         self.report = report
         self.replaced = {}
+        self.sources = {}
         self.touching = {}
         for op in model.operators:
             for sig in op.all_signals:
@@ -259,6 +260,7 @@ class _Divider:
         upstream, needs = self.input_groups(op_groups)
         self.check_repeatable(op_groups, group_of)
         followers = self.follow_synapses(op_groups, down_groups)
+        self.sources = self.find_constant_synapses(op_groups)
         return self.rewrite(label, n_groups, group_of, op_groups, downstream, contributes,
                             upstream, needs, followers)
 
@@ -458,6 +460,46 @@ class _Divider:
                                        "synapse's output")
         return followers
 
+    def find_constant_synapses(self, op_groups):
+        """``{synapse: (groups, keep)}`` for the linear synapses that filter a
+        constant (a Node's fixed output) into the actor's inputs: each group that
+        reads one runs its own copy, so that nothing crosses between workers for it
+        (``keep``: the original still serves readers in other actors)."""
+        found = {}
+        clock = self.clock_bases
+        for op in self.ops:
+            for sig in op.reads:
+                base = sig.base
+                if base.readonly or base in clock or self.writers(base):
+                    continue
+                updaters = [o for o in self.touching[base]
+                            if any(s.base is base for s in o.updates)]
+                if len(updaters) != 1:
+                    continue
+                (synapse,) = updaters
+                if (
+                    synapse in found
+                    or not _is_linear_filter(synapse)
+                    or synapse.sets or synapse.incs
+                    or not all(self.is_constant(s.base) for s in synapse.reads)
+                    or synapse.output.base is not base
+                ):
+                    continue
+                readers = [o for o in self.readers(base) if o is not synapse]
+                groups = set().union(*(op_groups.get(o, set()) for o in readers))
+                keep = any(o not in self.opset for o in readers)
+                if len(groups) > 1:
+                    found[synapse] = (groups, keep)
+        return found
+
+    def is_constant(self, base):
+        """True for the clock and for signals no operator writes or updates."""
+        if base in self.clock_bases:
+            return True
+        return not any(
+            s.base is base for o in self.touching.get(base, ()) for s in o.sets + o.incs + o.updates
+        )
+
     def only_probed(self, base, writer):
         for op in self.touching[base]:
             if op is writer or isinstance(op, SimProbe):
@@ -492,6 +534,13 @@ class _Divider:
                 copies.append(mapping[g][base])
             division.partial[base] = copies
 
+        for synapse, (groups, _) in self.sources.items():
+            for sig in synapse.updates:
+                copies = []
+                for g in sorted(groups):
+                    mapping[g][sig.base] = _group_base(sig.base, g)
+                    copies.append(mapping[g][sig.base])
+                division.repeated[sig.base] = copies
         renamed = {base for m in mapping for base in m}
         for probe, parts in self.report.probes.items():
             if any(sig.base in renamed for sig in parts.signals):
@@ -502,6 +551,8 @@ class _Divider:
         for op, (_, groups, _) in followers.items():
             todo.setdefault(op, groups)
         for op, groups in todo.items():
+            if op in self.sources:
+                continue  # below
             kind, sources, output = followers.get(op, (None, None, None))
             if kind == "feedback":  # each group's input adds every group's output
                 copies = [
@@ -514,6 +565,10 @@ class _Divider:
             if len({id(c) for c in copies}) < len(copies):
                 raise CannotDivide(f"{self.describe(op)} would run twice on the same signals")
             replaced[op] = copies
+        for synapse, (groups, keep) in self.sources.items():
+            replaced[synapse] = [synapse] * keep + [
+                self.copy_op(synapse, mapping[g], g, n_groups) for g in sorted(groups)
+            ]
         for op, copies in replaced.items():
             for new in copies:
                 if new is not op:

@@ -60,6 +60,37 @@ def test_circular_convolution_is_spread_over_workers_and_matches_reference(compi
     assert len(groups) == 2 and all(a.n_neurons for a in groups)
 
 
+def test_constant_inputs_are_filtered_in_every_group_and_nothing_crosses():
+    rng = np.random.RandomState(1)
+    with nengo.Network(seed=1) as net:
+        a = nengo.Node(rng.randn(4) / 2)
+        b = nengo.Node(rng.randn(4) / 2)
+        conv = nengo.networks.CircularConvolution(20, 4)
+        nengo.Connection(a, conv.input_a)
+        nengo.Connection(b, conv.input_b)
+        nengo.Probe(conv.output, synapse=0.01)
+    sim = assert_equivalent(net, steps=100, workers=2, compile=False)
+    assert len(sim.split.divisions) == 1
+    crossing = sum(
+        nbytes for (x, y), nbytes in sim.partition.links.items()
+        if sim.placement[x] != sim.placement[y]
+    )
+    assert crossing == 0
+    assert len({sim.placement[a.index] for a in sim.partition.actors}) == 2
+
+
+def test_a_constant_nodes_synapse_goes_with_its_only_reader():
+    with nengo.Network(seed=1) as net:
+        stim = nengo.Node([0.5])
+        ens = nengo.Ensemble(20, 1)
+        nengo.Connection(stim, ens)
+        other = nengo.Ensemble(20, 1)
+        nengo.Connection(stim, other)
+    with spike.Simulator(net, workers=2, progress_bar=False) as sim:
+        assert len(sim.partition.actors) == 2  # each ensemble with its own synapse
+        assert not sim.partition.crossing
+
+
 def test_three_groups_and_uneven_ensembles():
     with nengo.Network(seed=2) as net:
         stim = nengo.Node(nengo.processes.WhiteSignal(1.0, high=5, seed=3), size_out=3)
