@@ -15,15 +15,19 @@ without changing what is computed:
   input, a connection's weighted output, an ensemble's input);
 * the cores are dealt into groups of about equal numbers of neurons, in model order;
 * **inputs are repeated**: a sum that does not depend on any neuron of the step (the
-  inputs Nodes, their transforms) is computed by every group that reads it, from the
+  input Nodes, their transforms) is computed by every group that reads it, from the
   same values in the same order, so each group's ensembles get bit-identical input;
 * **outputs are summed**: a sum that the cores add their decoded outputs into is kept
   once per group, holding that group's share; each group carries its shares through
   its own copy of the linear operators after them, up to the first linear synapse
   (which each group also runs on its own copy: the synapse's output is what crosses
   between workers). After the synapse, an operator that adds the synapse's output into
-  another signal adds each group's output instead, and a probe records each group's
-  share and the client adds them up (as for a split ensemble, see `spike.split`).
+  another signal adds each group's output instead (into every group's copy, when the
+  output is fed back into the actor's own inputs, as in a memory), and a probe records
+  each group's share and the client adds them up (as for a split ensemble, see
+  `spike.split`);
+* a synapse that filters a constant (a Node with a fixed output) into the inputs is
+  run by every group that reads it, so nothing crosses between workers for it.
 
 The sums are the same numbers added in another order, so results equal the undivided
 run to about 1e-15 relative. An actor whose sums are used in any other way (a Node
