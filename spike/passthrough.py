@@ -49,7 +49,7 @@ from nengo.builder.signal import Signal
 from nengo.synapses import LinearFilter
 
 from .partition import partition_model
-from .split import ProbeParts, derived_name
+from .split import ProbeParts, derived_name, ops_by_base
 
 logger = logging.getLogger(__name__)
 
@@ -166,12 +166,7 @@ class _Divider:
         self.report = report
         self.replaced = {}
         self.sources = {}
-        self.touching = {}
-        for op in model.operators:
-            for sig in op.all_signals:
-                users = self.touching.setdefault(sig.base, [])
-                if not users or users[-1] is not op:
-                    users.append(op)
+        self.touching = ops_by_base(model.operators)
         clock = [op for op in model.operators if isinstance(op, TimeUpdate)]
         self.clock_bases = {s.base for op in clock for s in op.all_signals}
 

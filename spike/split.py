@@ -148,6 +148,17 @@ def derived_name(sig, suffix):
     return None if name is None else f"{name}{suffix}"
 
 
+def ops_by_base(operators):
+    """``{base signal: [operators touching it, in order]}``."""
+    touching = {}
+    for op in operators:
+        for sig in op.all_signals:
+            ops = touching.setdefault(sig.base, [])
+            if not ops or ops[-1] is not op:
+                ops.append(op)
+    return touching
+
+
 def part_bounds(n, n_parts):
     """``n_parts`` ranges covering ``range(n)`` whose sizes differ by at most one."""
     edges = [(n * k) // n_parts for k in range(n_parts + 1)]
@@ -266,12 +277,7 @@ class _Splitter:
         self.fanout = set()  # shared inputs copied for each part
         self.kind = {}  # op -> how it is divided
         self.queue = []
-        self.touching = {}
-        for op in model.operators:
-            for sig in op.all_signals:
-                ops = self.touching.setdefault(sig.base, [])
-                if not ops or ops[-1] is not op:
-                    ops.append(op)
+        self.touching = ops_by_base(model.operators)
 
     # -- classification --------------------------------------------------------
 

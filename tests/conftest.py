@@ -5,6 +5,7 @@ every socket is on 127.0.0.1.
 """
 
 import os
+import pickle
 import signal
 import threading
 import time
@@ -63,6 +64,23 @@ def assert_equivalent(net, steps=300, seed=None, **kwargs):
     sim = run_spike(net, steps, seed=seed, **kwargs)
     assert_same_probes(net, ref, sim)
     return sim
+
+
+def assert_pickled_continues(net, before, after, check, **kwargs):
+    """Run ``net`` ``before`` steps on Spike, pickle and unpickle the Simulator, run
+    the copy ``after`` steps more: its probes equal the reference's over all of them.
+    ``check(clone)`` is asserted on the copy (what it kept)."""
+    ref = run_reference(net, before + after)
+    with spike.Simulator(net, progress_bar=False, **kwargs) as sim:
+        sim.run_steps(before)
+        clone = pickle.loads(pickle.dumps(sim))
+    with clone:
+        clone.run_steps(after)
+        assert check(clone)
+        for mine, theirs in zip(clone.model.probes, ref.model.probes):
+            np.testing.assert_allclose(
+                clone.data[mine], ref.data[theirs], rtol=0, atol=TOLERANCE
+            )
 
 
 def wait_gone(pids, timeout=5.0):

@@ -8,12 +8,11 @@ the same numbers added in another order).
 """
 
 import json
-import pickle
 
 import nengo
 import numpy as np
 import pytest
-from conftest import assert_equivalent, run_reference
+from conftest import assert_equivalent, assert_pickled_continues, run_reference
 
 import spike
 from spike import compiler
@@ -186,15 +185,7 @@ def test_one_worker_divides_nothing():
 
 def test_pickled_divided_simulator_continues():
     net, _ = conv_net()
-    ref = run_reference(net, 80)
-    with spike.Simulator(net, workers=2, progress_bar=False) as sim:
-        sim.run_steps(50)
-        clone = pickle.loads(pickle.dumps(sim))
-    with clone:
-        clone.run_steps(30)
-        assert clone.split.divisions
-        for mine, theirs in zip(clone.model.probes, ref.model.probes):
-            np.testing.assert_allclose(clone.data[mine], ref.data[theirs], rtol=0, atol=1e-10)
+    assert_pickled_continues(net, 50, 30, lambda clone: clone.split.divisions, workers=2)
 
 
 def test_allocation_file_keeps_the_groups(tmp_path):

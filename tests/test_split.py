@@ -7,12 +7,11 @@ another order). Other tests check that the split really happened, that nothing w
 built twice, and what happens to ensembles that cannot be divided.
 """
 
-import pickle
 
 import nengo
 import numpy as np
 import pytest
-from conftest import assert_equivalent, run_reference
+from conftest import assert_equivalent, assert_pickled_continues
 from models import MODELS
 
 import spike
@@ -139,15 +138,9 @@ def test_ensemble_that_cannot_be_divided_stays_whole_and_says_why():
 
 def test_pickled_split_simulator_continues():
     net, _ = learning_net(120)
-    ref = run_reference(net, 100)
-    with spike.Simulator(net, workers=2, max_neurons=40, progress_bar=False) as sim:
-        sim.run_steps(60)
-        clone = pickle.loads(pickle.dumps(sim))
-    with clone:
-        clone.run_steps(40)
-        assert clone.split.splits
-        for mine, theirs in zip(clone.model.probes, ref.model.probes):
-            np.testing.assert_allclose(clone.data[mine], ref.data[theirs], rtol=0, atol=1e-10)
+    assert_pickled_continues(
+        net, 60, 40, lambda clone: clone.split.splits, workers=2, max_neurons=40
+    )
 
 
 def test_max_neurons_is_validated():
