@@ -10,6 +10,8 @@ import pytest
 
 from conftest import assert_equivalent
 
+import spike
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = sorted(
     f for f in os.listdir(os.path.join(ROOT, "examples")) if f.endswith(".py")
@@ -33,6 +35,21 @@ def test_there_are_the_promised_examples():
 def test_example_matches_reference(example):
     namespace = runpy.run_path(os.path.join(ROOT, "examples", example), run_name="__spike__")
     assert_equivalent(namespace["model"], steps=100, workers=2)
+
+
+def test_circular_convolution_example_binds_on_both_workers():
+    namespace = runpy.run_path(
+        os.path.join(ROOT, "examples", "circular_convolution.py"), run_name="__spike__"
+    )
+    with spike.Simulator(namespace["model"], workers=2, progress_bar=False) as sim:
+        sim.run(0.3)
+        assert len(sim.split.divisions) == 1
+        workers = {sim.placement[a.index] for a in sim.partition.actors if a.n_neurons}
+        assert len(workers) == 2
+    decoded = sim.data[namespace["result"]][-100:].mean(axis=0)
+    expected = namespace["EXPECTED"]
+    similarity = decoded @ expected / (np.linalg.norm(decoded) * np.linalg.norm(expected))
+    assert similarity > 0.9
 
 
 @pytest.mark.parametrize("example", ["matrix_multiplication.py", "integrator.py"])
