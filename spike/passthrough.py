@@ -36,7 +36,6 @@ both from inputs and from neurons, a non-linear synapse on the output) is left w
 and the reason is logged and reported (`SplitReport.undivided`).
 """
 
-import copy
 import logging
 from dataclasses import dataclass, field
 
@@ -49,7 +48,7 @@ from nengo.builder.signal import Signal
 from nengo.synapses import LinearFilter
 
 from .partition import partition_model
-from .split import ProbeParts, derived_name, ops_by_base
+from .split import ProbeParts, derived_name, ops_by_base, rebind, view_on
 
 logger = logging.getLogger(__name__)
 
@@ -97,19 +96,6 @@ def _is_linear_filter(op):
     return isinstance(op, SimProcess) and isinstance(op.process, LinearFilter)
 
 
-def _view_on(view, base):
-    """``view``'s elements, in ``base`` (a signal shaped like ``view.base``)."""
-    if view.base is view:
-        return base
-    owner = base.initial_value.base
-    value = np.ndarray(
-        view.shape, dtype=view.dtype, buffer=owner, offset=view.offset, strides=view.strides
-    )
-    suffix = "" if base._name is None else f" (in {base._name})"
-    return Signal(value, name=derived_name(view, suffix), base=base,
-                  readonly=view.readonly, offset=view.offset)
-
-
 def _group_base(base, g, value=None):
     """A signal like ``base``, for group ``g`` (initially ``value``, else base's)."""
     value = np.array(base.initial_value if value is None else value, copy=True)
@@ -129,7 +115,6 @@ def divide_actors(model, n_groups, report):
     report : SplitReport
         Receives the divisions, the actors left whole and the probes in parts.
     """
-
     if n_groups is None or n_groups < 2:
         return
     owners = getattr(model, "spike_op_owner", {})
@@ -399,6 +384,9 @@ class _Divider:
         return upstream, needs
 
     def check_repeatable(self, op_groups, group_of):
+        """Raise CannotDivide if an operator that must run in several groups has
+        effects of its own (a Node's function, a process drawing noise, a learned
+        matrix): only resets, linear copies and products, synapses and probes may."""
         for op, groups in op_groups.items():
             if op in group_of or len(groups) < 2:
                 continue
@@ -586,28 +574,22 @@ class _Divider:
             if sig.base in division.partial:
                 groups = sorted(partial[sig.base])
                 self.report.probes[probe] = ProbeParts(
-                    "sum", 0, [_view_on(sig, mapping[g][sig.base]) for g in groups]
+                    "sum", 0, [view_on(sig, mapping[g][sig.base]) for g in groups]
                 )
             elif sig.base in division.repeated:
                 g = min(needs[sig.base])
                 self.report.probes[probe] = ProbeParts(
-                    "sum", 0, [_view_on(sig, mapping[g][sig.base])]
+                    "sum", 0, [view_on(sig, mapping[g][sig.base])]
                 )
         return division
 
     def copy_op(self, op, mapping, g, n_groups):
         """Operator ``op`` for group ``g``: each signal replaced by the group's own
         (``op`` itself if none is)."""
-        signals = [s for name in ("sets", "incs", "reads", "updates") for s in getattr(op, name)]
-        if not any(s.base in mapping for s in signals):
+        if not any(s.base in mapping for s in op.all_signals):
             new = op
         else:
-            new = copy.copy(op)
-            for name in ("sets", "incs", "reads", "updates"):
-                setattr(new, name, [
-                    _view_on(s, mapping[s.base]) if s.base in mapping else s
-                    for s in getattr(op, name)
-                ])
+            new = rebind(op, mapping)
             if op.tag:
                 new.tag = f"{op.tag} (group {g + 1}/{n_groups})"
         if op in self.opset:

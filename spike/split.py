@@ -148,6 +148,33 @@ def derived_name(sig, suffix):
     return None if name is None else f"{name}{suffix}"
 
 
+def view_on(view, base):
+    """``view``'s elements, in ``base``: ``base`` itself if ``view`` is all of its
+    own base (``base`` may then be a part of it, see `_Splitter`), else a view of
+    ``base`` at the same place (``base`` shaped like ``view.base``)."""
+    if _is_base(view):
+        return base
+    value = np.ndarray(
+        view.shape, dtype=view.dtype, buffer=base.initial_value.base, offset=view.offset,
+        strides=view.strides,
+    )
+    suffix = "" if base._name is None else f" (in {base._name})"
+    return Signal(value, name=derived_name(view, suffix), base=base,
+                  readonly=view.readonly, offset=view.offset)
+
+
+def rebind(op, mapping):
+    """A copy of ``op`` whose signals on a base in ``mapping`` (``{old base: new
+    base}``) are on the new base instead, views staying views."""
+    new = copy.copy(op)
+    for name in ("sets", "incs", "reads", "updates"):
+        setattr(new, name, [
+            view_on(s, mapping[s.base]) if s.base in mapping else s
+            for s in getattr(op, name)
+        ])
+    return new
+
+
 def ops_by_base(operators):
     """``{base signal: [operators touching it, in order]}``."""
     touching = {}
@@ -496,9 +523,7 @@ class _Splitter:
 
     def copy_op(self, op, mapping, k):
         """Operator ``op`` for part ``k``: each signal replaced by the part's own."""
-        new = copy.copy(op)
-        for name in ("sets", "incs", "reads", "updates"):
-            setattr(new, name, [mapping.get(s.base, s) for s in getattr(op, name)])
+        new = rebind(op, mapping)
         if type(op) is SimPES:
             new.__class__ = SplitSimPES
             new.n_neurons_total = self.n
