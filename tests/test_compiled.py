@@ -282,3 +282,121 @@ def test_block_sparse_kernel_is_bit_exact(rows, cols, transposed):
     ).dot(x)
     given = np.ascontiguousarray(blocks.transpose(0, 2, 1)) if transposed else blocks
     np.testing.assert_array_equal(function(given, x, indptr, indices), expected)
+
+
+def test_hot_operators_update_the_arena_in_place():
+    """Neurons, merged products and whole-signal copies are lowered to kernels that
+    read and write the arena itself, and PyTensor lets them do it in place: no copy
+    of the arena, no new vectors per step."""
+    from spike.compiler.kernels import BsrMatVecIncArena, CopyToArena, LIFInArena
+
+    with nengo.Network(seed=3) as net:
+        stim = nengo.Node(nengo.processes.WhiteSignal(1.0, high=5, seed=1), size_out=4)
+        ensembles = [nengo.Ensemble(100, 4) for _ in range(4)]
+        nengo.Connection(stim, ensembles[0])
+        for pre, post in zip(ensembles, ensembles[1:]):
+            nengo.Connection(pre, post)
+        nengo.Probe(ensembles[-1], synapse=0.01)
+    executor = compiled_executor(net)
+    executor.reset({})
+    kernels = {}
+    for segment in executor.program.items:
+        if not isinstance(segment, compiler.Segment):
+            continue
+        for node in segment.function.maker.fgraph.apply_nodes:
+            assert type(node.op).__name__ != "DeepCopyOp" or node.inputs[0].ndim == 0
+            if isinstance(node.op, (LIFInArena, BsrMatVecIncArena, CopyToArena)):
+                kernels.setdefault(type(node.op).__name__, []).append(node.op.inplace)
+        (arena,) = [a for a, r in zip(segment.arrays, segment.recipes) if r[0] == "arena"]
+        assert segment.function(*segment.arrays)[0] is arena
+    assert set(kernels) == {"LIFInArena", "BsrMatVecIncArena", "CopyToArena"}, kernels
+    assert all(all(flags) for flags in kernels.values()), kernels
+
+
+def _lif_state(n, seed):
+    """A LIF population's state part-way through a run: some refractory, some
+    leaving the refractory period within the step, currents above threshold."""
+    rng = np.random.RandomState(seed)
+    J = rng.uniform(-1, 8, n)
+    voltage = rng.uniform(0, 1, n)
+    refractory_time = np.where(rng.rand(n) < 0.3, rng.uniform(-0.001, 0.003, n), 0.0)
+    return J, voltage, refractory_time
+
+
+@pytest.mark.parametrize("inplace", [False, True], ids=["copying", "in_place"])
+def test_in_arena_kernels_match_nengo_and_scipy(inplace):
+    """Each in-arena kernel, in both forms (the copying one runs where PyTensor
+    cannot update in place), computes bit for bit what nengo's and scipy's code
+    computes on the same arena."""
+    import scipy.sparse
+    from nengo.neurons import LIF
+
+    from spike.compiler.kernels import BsrMatVecIncArena, CopyToArena, LIFInArena
+    from spike.compiler.program import compile_mode
+
+    pytensor = compiler.load_pytensor()
+    pt = pytensor.tensor
+    mode = compile_mode()
+    if not inplace:
+        mode = mode.excluding("spike_inplace_in_arena")
+
+    def run(op, arena, *others):
+        variables = [pt.vector("arena", shape=arena.shape)] + [
+            pt.tensor(f"x{i}", dtype=str(o.dtype), shape=o.shape) for i, o in enumerate(others)
+        ]
+        function = pytensor.function(
+            [pytensor.In(variables[0], mutable=True)] + variables[1:],
+            op(*variables),
+            mode=mode,
+            accept_inplace=True,
+        )
+        (node,) = function.maker.fgraph.apply_nodes
+        assert node.op.inplace is inplace
+        return function(arena.copy(), *others)
+
+    n = 500
+    J, voltage, refractory_time = _lif_state(n, seed=1)
+    arena = np.concatenate([np.zeros(3), J, voltage, refractory_time, np.zeros(n)])
+    starts = (3, 3 + n, 3 + 2 * n, 3 + 3 * n)
+    lif = LIF()
+    for _ in range(20):  # spikes, refractory periods, partial steps
+        expected = arena.copy()
+        views = [expected[s : s + n] for s in starts]
+        lif.step(0.001, views[0], views[3], views[1], views[2])
+        op = LIFInArena(
+            dt=0.001, tau_rc=lif.tau_rc, tau_ref=lif.tau_ref, min_voltage=lif.min_voltage,
+            amplitude=lif.amplitude, starts=starts, n=n, inplace=False,
+        )
+        arena = run(op, arena)
+        np.testing.assert_array_equal(arena, expected)
+    assert 0 < np.count_nonzero(arena[starts[3] :]) < n
+
+    rng = np.random.RandomState(2)
+    indptr, indices = np.array([0, 2, 3, 5]), np.array([0, 2, 1, 0, 1])
+    for rows, cols, transposed in [(20, 4, False), (4, 20, False), (40, 16, True)]:
+        blocks = rng.randn(len(indices), rows, cols)
+        x, y = rng.randn(3 * cols), rng.randn(3 * rows)
+        arena = np.concatenate([y, x])
+        expected = arena.copy()
+        matrix = scipy.sparse.bsr_matrix((blocks, indices, indptr), shape=(3 * rows, 3 * cols))
+        expected[: 3 * rows] += matrix.dot(x)
+        op = BsrMatVecIncArena(
+            cols=cols if cols <= 8 and not transposed else 0, transposed=transposed,
+            x_start=3 * rows, x_size=3 * cols, y_start=0, y_size=3 * rows, cast_x=False,
+            inplace=False,
+        )
+        given = np.ascontiguousarray(blocks.transpose(0, 2, 1)) if transposed else blocks
+        np.testing.assert_array_equal(run(op, arena, given, indptr, indices), expected)
+
+    arena = rng.randn(30)
+    bias = rng.randn(10)
+    for src_start, inc in [(None, False), (None, True), (20, False), (20, True)]:
+        expected = arena.copy()
+        src = bias if src_start is None else expected[20:30].copy()
+        if inc:
+            expected[5:15] += src
+        else:
+            expected[5:15] = src
+        op = CopyToArena(src_start=src_start, dst_start=5, n=10, inc=inc, inplace=False)
+        others = (bias,) if src_start is None else ()
+        np.testing.assert_array_equal(run(op, arena, *others), expected)

@@ -25,7 +25,7 @@ from nengo.builder.processes import SimProcess
 from nengo.synapses import Alpha, LinearFilter, Lowpass
 
 from ..split import SplitSimPES
-from .kernels import SMALL_COLS, BsrMatVec
+from .kernels import SMALL_COLS, BsrMatVec, BsrMatVecIncArena, CopyToArena
 from .neurons import lower_neurons
 from .symbolic import NotLowerable
 
@@ -81,8 +81,35 @@ def lower_reset(op, signals, dt):
         signals.write(op.dst, signals.pt.full(op.dst.shape, fill, dtype=op.dst.dtype))
 
 
+def _copy_in_arena(op, signals):
+    """Lower a whole-signal ``Copy`` into an arena range as `CopyToArena`; False
+    if it is not one (slices, a source that overlaps, not in the arena)."""
+    if op.src_slice is not None or op.dst_slice is not None or op.src.shape != op.dst.shape:
+        return False
+    dst_start = signals.arena_range(op.dst)
+    if dst_start is None or op.src.dtype != np.float64 or op.src.size < 2:
+        return False
+    n = op.dst.size
+    src_start = signals.arena_range(op.src)
+    others = ()
+    if src_start is None:
+        if not op.src.readonly or op.src.sparse:
+            return False
+        flat = signals.read(op.src).reshape((n,))
+        others = (flat,)
+    elif src_start < dst_start + n and dst_start < src_start + n:
+        return False
+    kernel = CopyToArena(
+        src_start=src_start, dst_start=dst_start, n=n, inc=bool(op.inc), inplace=False
+    )
+    signals.apply_to_arena(kernel, *others)
+    return True
+
+
 @Lowering.register(Copy)
 def lower_copy(op, signals, dt):
+    if _copy_in_arena(op, signals):
+        return
     src = signals.read(op.src, index=op.src_slice, copy=True)
     dst_index = op.dst_slice
     if dst_index is not None and not isinstance(dst_index, slice):
@@ -166,12 +193,29 @@ def lower_bsr_dot_inc(op, signals, dt):
     else:
         A = signals.read(op.A, dtype=signals.matrix_dtype)
         kernel = BsrMatVec(cols if cols <= SMALL_COLS else 0)
-    product = kernel(
-        A,
-        signals.read(op.X),
-        signals.index_input(op.indptr),
-        signals.index_input(op.indices),
-    )
+    indptr, indices = signals.index_input(op.indptr), signals.index_input(op.indices)
+    x_start, y_start = signals.arena_range(op.X), signals.arena_range(op.Y)
+    if (
+        x_start is not None
+        and y_start is not None
+        and op.Y.ndim == 1
+        and (x_start + op.X.size <= y_start or y_start + op.Y.size <= x_start)
+    ):
+        # X and Y in the arena, apart: add the product into Y there (no view of X,
+        # no new arena)
+        in_arena = BsrMatVecIncArena(
+            cols=kernel.cols,
+            transposed=kernel.transposed,
+            x_start=x_start,
+            x_size=op.X.size,
+            y_start=y_start,
+            y_size=op.Y.size,
+            cast_x=bool(np.dtype(A.dtype) != op.X.dtype),
+            inplace=False,
+        )
+        signals.apply_to_arena(in_arena, A, indptr, indices)
+        return
+    product = kernel(A, signals.read(op.X), indptr, indices)
     _accumulate(op, signals, product)
 
 

@@ -9,7 +9,7 @@ may override ``step``, so it runs in Python.
 
 import nengo.neurons as nn
 
-from .kernels import LIFStep
+from .kernels import LIFInArena, LIFStep
 from .symbolic import NotLowerable
 
 NEURON_LOWERINGS = {}
@@ -30,12 +30,41 @@ def lower_neurons(op, signals, dt):
         raise NotLowerable(f"no compiled form of {type(op.neurons).__name__} neurons")
     if op.J.ndim != 1:
         raise NotLowerable("neurons on a matrix signal")
+    if type(op.neurons) is nn.LIF and _lif_in_arena(op, signals, dt):
+        return
     J = signals.read(op.J)
     state = {name: signals.read(sig) for name, sig in op.state.items()}
     output, new_state = function(signals.pt, op.neurons, dt, J, **state)
     signals.write(op.output, output)
     for name, value in new_state.items():
         signals.write(op.state[name], value)
+
+
+def _lif_in_arena(op, signals, dt):
+    """Lower LIF neurons as `LIFInArena` if their four signals are disjoint
+    contiguous ranges of the arena (they are, unless a user built them oddly);
+    False if not."""
+    neurons = op.neurons
+    sigs = (op.J, op.state["voltage"], op.state["refractory_time"], op.output)
+    starts = [signals.arena_range(sig) for sig in sigs]
+    if any(s is None for s in starts) or neurons.amplitude == 0:  # 0: no spike to see
+        return False
+    n = op.J.size
+    ends = sorted((start, start + n) for start in starts)
+    if any(a[1] > b[0] for a, b in zip(ends, ends[1:])):
+        return False
+    step = LIFInArena(
+        dt=float(dt),
+        tau_rc=float(neurons.tau_rc),
+        tau_ref=float(neurons.tau_ref),
+        min_voltage=float(neurons.min_voltage),
+        amplitude=float(neurons.amplitude),
+        starts=tuple(int(s) for s in starts),
+        n=int(n),
+        inplace=False,
+    )
+    signals.apply_to_arena(step)
+    return True
 
 
 @lowers(nn.RectifiedLinear)
@@ -77,22 +106,6 @@ def lif_rate(pt, neurons, dt, J):
 def _lif(pt, neurons, dt, J, voltage, refractory_time):
     step = LIFStep(dt, neurons.tau_rc, neurons.tau_ref, neurons.min_voltage, neurons.amplitude)
     return step(J, voltage, refractory_time)
-
-
-def _lif_elementwise(pt, neurons, dt, J, voltage, refractory_time):
-    """`_lif` as a PyTensor elementwise graph (computes both branches everywhere)."""
-    tau_rc = neurons.tau_rc
-    refractory_time = refractory_time - dt
-    delta_t = pt.clip(dt - refractory_time, 0, dt)
-    voltage = voltage - (J - voltage) * pt.expm1(-delta_t / tau_rc)
-    spiked = voltage > 1
-    output = spiked * (neurons.amplitude / dt)
-    ratio = pt.switch(spiked, -(voltage - 1) / (J - 1), 0.0)
-    t_spike = dt + tau_rc * pt.log1p(ratio)
-    voltage = pt.switch(voltage < neurons.min_voltage, neurons.min_voltage, voltage)
-    voltage = pt.switch(spiked, 0.0, voltage)
-    refractory_time = pt.switch(spiked, neurons.tau_ref + t_spike, refractory_time)
-    return output, voltage, refractory_time
 
 
 @lowers(nn.LIF)

@@ -282,6 +282,21 @@ class SymbolicSignals:
             return None
         return memory_positions(sig).reshape(-1) + self.arena.offsets[sig.base]
 
+    def arena_range(self, sig):
+        """Arena position of ``sig``'s first element if its elements are one
+        contiguous run of the arena in order, else None."""
+        positions = self.arena_positions(sig)
+        if positions is None or positions.size != sig.size:
+            return None
+        run = contiguous_range(positions)
+        return None if run is None or run[2] else run[0]
+
+    def apply_to_arena(self, op, *others):
+        """Apply a PyTensor ``op`` mapping the arena (and ``others``) to the arena's
+        new value: a kernel that reads and writes arena ranges itself (see
+        `spike.compiler.kernels.InArena`)."""
+        self.arena_now = op(self.arena_now, *others)
+
     def gather(self, positions):
         """Symbolic values at arena ``positions`` (one indexed read)."""
         return self.arena_now[self.index_input(positions)]
