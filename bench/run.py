@@ -148,6 +148,11 @@ def run_one(name, config, sim_time, tiny, repeats=3, build_only=False):
             peak_rss_mb(handles[peer].pid) for peer in sorted(handles) if peer
         ]
         result["actors"] = len(sim.partition.actors)
+        # each worker's own account of its steps (warm-up and every run)
+        result["worker_us_per_step"] = {
+            name: dict(zip(("compute", "wait", "send"), timing.per_step_us()))
+            for name, timing in sim.step_timings.items()
+        }
         result.update(placement_figures(sim))
     sim.close()
     return result
@@ -397,6 +402,38 @@ def markdown(summary, results, exchange, bandwidth, info, memory=(), baselines=N
             f"| {r['build_s']:.2f} | {r['run_s_per_sim_s']:.3f} "
             f"| {r['rss_client_mb']:.0f} | "
             f"{', '.join(f'{m:.0f}' for m in workers) if workers else '-'} |"
+        )
+    lines += [
+        "",
+        "## Where a step's time goes, per worker",
+        "",
+        "Each worker's own account over all its steps in the configuration (warm-up "
+        "included), in µs per step: computing its operators, waiting for the values "
+        "of other workers, and sending its own (and recording probes). The "
+        "roofline column is that worker's share of the model's roofline (the bytes of "
+        "matrices of the whole model per step over the bandwidth of the cores in "
+        "use).",
+        "",
+        "| model | configuration | compute µs/step | waiting µs/step | sending µs/step "
+        "| step µs (measured by the client) | roofline µs/step |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    floors = {row["model"]: row["roofline_s_per_step"] for row in summary}
+    for r in results:
+        timings = r.get("worker_us_per_step")
+        if not timings or r.get("cold_cache"):
+            continue
+        floor = floors[r["model"]] / min(r["workers"], os.cpu_count() or 1)
+        if r["dtype"] == "float32":
+            floor /= 2
+
+        def column(key, timings=timings):
+            return ", ".join(f"{t[key]:.0f}" for t in timings.values())
+
+        lines.append(
+            f"| {r['model']} | {r['config']} | {column('compute')} | {column('wait')} "
+            f"| {column('send')} | {r['run_s'] / r['steps'] * 1e6:.0f} "
+            f"| {floor * 1e6:.0f} |"
         )
     lines += [
         "",

@@ -44,7 +44,7 @@ def probe_key(index, probe):
     return f"p{index}_{safe}"
 
 
-def summarize(sim, probes, workers, build_seconds, run_seconds, out):
+def summarize(sim, probes, workers, timings, build_seconds, run_seconds, out):
     n_neurons = sum(a.n_neurons for a in sim.partition.actors)
     steps = sim.n_steps
     out.write(
@@ -55,6 +55,11 @@ def summarize(sim, probes, workers, build_seconds, run_seconds, out):
         f"{steps} steps ({steps / max(run_seconds, 1e-9):.0f} steps/s, "
         f"{run_seconds / max(steps * sim.dt, 1e-9):.2f} s per simulated s)\n"
     )
+    if any(t.steps for t in timings.values()):
+        out.write("time per step (µs): compute / waiting for other workers / sending, probes\n")
+        for name, timing in timings.items():
+            compute, wait, send = timing.per_step_us()
+            out.write(f"  {name}: {compute:.0f} / {wait:.0f} / {send:.0f}\n")
     split = sim.split
     if split.splits or split.divisions or split.skipped or split.undivided:
         out.write(
@@ -127,7 +132,8 @@ def cmd_run(args):
         sim.run(args.time)
         run_seconds = time.perf_counter() - start
         workers = sim.workers
-    summarize(sim, probes, workers, build_seconds, run_seconds, sys.stdout)
+        timings = sim.step_timings
+    summarize(sim, probes, workers, timings, build_seconds, run_seconds, sys.stdout)
     if args.placement:
         print(sim.describe_placement())
     out = args.out or os.path.splitext(os.path.basename(args.model))[0] + ".npz"

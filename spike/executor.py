@@ -8,6 +8,8 @@ allow.
 """
 
 import copy
+import time
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from nengo.builder.signal import SignalDict
@@ -17,6 +19,29 @@ from .merge import merge_plan
 
 _SHARED_RNG = np.random.RandomState(0)  # for ops that never draw at make_step
 _LOOK_UP = object()  # Executor's default for ``prepared``: look the share up
+
+
+@dataclass
+class StepTiming:
+    """Where a peer's time went over ``steps`` steps, in seconds.
+
+    ``compute``: its operators; ``wait``: waiting for (and unpacking) the values
+    other peers sent; ``send``: packing and sending its own values, and recording
+    probes.
+    """
+
+    steps: int = 0
+    compute: float = 0.0
+    wait: float = 0.0
+    send: float = 0.0
+
+    def as_dict(self):
+        return asdict(self)
+
+    def per_step_us(self):
+        """``(compute, wait, send)`` in microseconds per step."""
+        n = max(self.steps, 1)
+        return tuple(1e6 * t / n for t in (self.compute, self.wait, self.send))
 
 
 class Executor:
@@ -75,6 +100,7 @@ class Executor:
         self.n_steps = 0
         self.steps = []
         self.probe_data = {p.key: [] for p in plan.probes}
+        self.timing = StepTiming()
 
     def reset(self, states):
         """Reset signals and remake step functions.
@@ -103,6 +129,7 @@ class Executor:
             steps.append(op.make_step(self.signals, self.plan.dt, rng))
         self.steps = steps
         self.n_steps = 0
+        self.timing = StepTiming()
         self.clear_probes()
 
     def get_bases(self, positions):
@@ -159,21 +186,36 @@ class Executor:
         sends = list(plan.sends.items())
         probes = [(p, signals[p.signal], self.probe_data[p.key]) for p in plan.probes]
         steps = self.steps
+        clock = time.perf_counter
+        timing = self.timing
+        wait = compute = send = 0.0
+        ran = 0
         old_err = np.seterr(invalid="raise", divide="ignore")
         try:
             for done in range(n_steps):
+                start = clock()
                 if self.n_steps >= 1:
                     for src, route in recvs:
                         exchange.recv(src, self.n_steps, route, signals)
+                received = clock()
                 for step in steps:
                     step()
+                computed = clock()
                 self.n_steps += 1
                 for probe, value, samples in probes:
                     if self.n_steps % probe.period < 1:
                         samples.append(value.copy())
                 for dst, route in sends:
                     exchange.send(dst, self.n_steps, route, signals)
+                wait += received - start
+                compute += computed - received
+                send += clock() - computed
+                ran += 1
                 if progress is not None:
                     progress(done + 1)
         finally:
+            timing.steps += ran
+            timing.wait += wait
+            timing.compute += compute
+            timing.send += send
             np.seterr(**old_err)

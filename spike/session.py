@@ -18,7 +18,7 @@ import zmq
 from . import shm
 from .exceptions import SpikeError, UnsupportedError
 from .exchange import Exchange
-from .executor import Executor
+from .executor import Executor, StepTiming
 from .placement import CLIENT
 from .partition import describe_object
 from .pool import remote_error
@@ -47,6 +47,17 @@ def _pickle_plan(plan, owners):
                     "the client with assignments={obj: 'client'}, or make it picklable."
                 ) from op_error
         raise UnsupportedError(f"the model cannot be sent to a worker: {e}") from e
+
+
+def step_timing(fields):
+    """A worker's reported `StepTiming` (an empty one if it sent none we can read)."""
+    try:
+        return StepTiming(
+            steps=int(fields["steps"]),
+            **{name: float(fields[name]) for name in ("compute", "wait", "send")},
+        )
+    except (TypeError, KeyError, ValueError):
+        return StepTiming()
 
 
 class Session:
@@ -121,6 +132,7 @@ class Session:
             raise
         self.progress = {}
         self.done = {}
+        self.timings = {}
 
     def _shared_memory_channels(self):
         """Per peer, the shared-memory rings to and from peers on its same host.
@@ -153,6 +165,18 @@ class Session:
         """Names of the worker processes in use."""
         return [h.name for h in self.handles.values()]
 
+    def step_timings(self):
+        """``{name: StepTiming}`` since the last reset: each worker's as it reported
+        at the end of its last run, and the client's if it runs operators."""
+        timings = {
+            handle.name: self.timings[peer]
+            for peer, handle in self.handles.items()
+            if peer in self.timings
+        }
+        if self.client is not None:
+            timings["client"] = self.client.timing
+        return timings
+
     def _guard(self):
         if self.broken is not None:
             raise SpikeError(
@@ -179,6 +203,7 @@ class Session:
             if self.client is not None:
                 self.exchange.set_session(self.session_id)
                 self.client.reset(states)
+            self.timings = {}
             for handle in self.handles.values():
                 self.pool.expect(handle, ("reset_done",))
         except BaseException as e:
@@ -196,6 +221,7 @@ class Session:
                     self.progress[peer] = message.fields["steps"]
                 elif message.op == "done":
                     self.done[peer] = message.fields["n_steps"]
+                    self.timings[peer] = step_timing(message.fields.get("timing"))
                 elif message.op == "error":
                     raise remote_error(message, handle)
                 else:

@@ -20,7 +20,7 @@ from .placement import CLIENT, place, placement_inputs, suggest_workers
 from .plan import make_plans, probe_record_keys
 from .pool import get_pool
 from .session import Session
-from .split import model_step_order, split_model
+from .split import model_step_order, redivide, split_model
 
 logger = logging.getLogger(__name__)
 
@@ -252,14 +252,22 @@ class Simulator:
                         self.n_workers = self._pool.total_slots
                     self._pool.check_workers(self.n_workers)
             with progress.next_stage("Placing on workers", "Placement"):
-                self.split = split_model(self.model, max_neurons, self._groups())
+                choosing = self.n_workers is None
+                self.split = split_model(
+                    self.model, max_neurons, self._groups(), undoable=choosing
+                )
                 self.max_neurons = max_neurons
                 self._step_order = None  # computed when asked for (`step_order`)
                 self.partition = partition_model(self.model, self.split)
-                if self.n_workers is None:
+                if choosing:
                     self.n_workers, step = choose_workers(
                         self.partition, max_local_workers(), assignments
                     )
+                    if self.split.before_division is not None:
+                        if self.n_workers < self.split.most_groups():
+                            redivide(self.model, self.n_workers)
+                            self.partition = partition_model(self.model, self.split)
+                        self.split.before_division = None
                     logger.info(
                         "chose %d worker(s) for %d actors (estimated %.1f µs per step)",
                         self.n_workers, len(self.partition.actors), step * 1e6,
@@ -450,6 +458,14 @@ class Simulator:
     def workers(self):
         """Names of the worker processes running this simulation."""
         return [] if self._session is None else self._session.workers
+
+    @property
+    def step_timings(self):
+        """Where each worker's time went since the last reset, as measured by the
+        worker: ``{name: StepTiming}`` with seconds spent computing, waiting for the
+        values of other workers, and sending (see `spike.executor.StepTiming`);
+        ``"client"`` too if this process runs operators (Nodes with functions)."""
+        return {} if self._session is None else self._session.step_timings()
 
     def _set_steps(self, n_steps):
         # the same arithmetic as nengo's TimeUpdate: int64 step times float dt

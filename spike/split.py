@@ -129,6 +129,9 @@ class SplitReport:
         ``{actor label: reason}`` for such actors left whole.
     group_of_op : dict
         ``{operator: (group, number of groups)}`` for the operators of divided actors.
+    before_division : tuple or None
+        What `redivide` needs to undo the division, kept by ``split_model(...,
+        undoable=True)`` until the caller has chosen the number of workers.
     """
 
     splits: dict = field(default_factory=dict)
@@ -138,6 +141,11 @@ class SplitReport:
     divisions: list = field(default_factory=list)
     undivided: dict = field(default_factory=dict)
     group_of_op: dict = field(default_factory=dict)
+    before_division: tuple = None
+
+    def most_groups(self):
+        """The most groups an actor was divided into (1 if none was)."""
+        return max((division.n_groups for division in self.divisions), default=1)
 
 
 def derived_name(sig, suffix):
@@ -192,7 +200,7 @@ def part_bounds(n, n_parts):
     return [(edges[k], edges[k + 1]) for k in range(n_parts)]
 
 
-def split_model(model, max_neurons=None, n_groups=None):
+def split_model(model, max_neurons=None, n_groups=None, undoable=False):
     """Split ``model``'s large ensembles, and divide its actors held together by
     passthrough Nodes into up to ``n_groups`` groups (`spike.passthrough`), once;
     return its `SplitReport`.
@@ -200,7 +208,8 @@ def split_model(model, max_neurons=None, n_groups=None):
     The report is kept on the model (``model.spike_split``), so a model that was
     split (a pickled Simulator's) is not split again. Before splitting, the model's
     step order is kept as ``model.spike_rng_order``: random states are drawn in the
-    order nengo built, and `spike.rng` replays them in it.
+    order nengo built, and `spike.rng` replays them in it. With ``undoable=True``
+    the report keeps what `redivide` needs to divide into fewer groups.
     """
     from .passthrough import divide_actors
 
@@ -208,8 +217,34 @@ def split_model(model, max_neurons=None, n_groups=None):
     if report is None:
         model.spike_rng_order = step_order(model)
         report = split_ensembles(model, max_neurons)
+        if undoable:
+            report.before_division = (
+                list(model.operators),
+                dict(report.probes),
+                dict(report.part_of_op),
+                dict(getattr(model, "spike_op_owner", {})),
+            )
         divide_actors(model, n_groups, report)
         model.spike_split = report
+    return report
+
+
+def redivide(model, n_groups):
+    """Divide ``model``'s actors into at most ``n_groups`` groups instead of the
+    number `split_model` (with ``undoable=True``) used: for when fewer workers were
+    chosen than there are groups, which would each compute their inputs again on
+    one worker. Returns the report."""
+    from .passthrough import divide_actors
+
+    report = model.spike_split
+    operators, probes, part_of_op, owners = report.before_division
+    model.operators[:] = operators
+    report.probes, report.part_of_op = dict(probes), dict(part_of_op)
+    if hasattr(model, "spike_op_owner"):
+        model.spike_op_owner.clear()
+        model.spike_op_owner.update(owners)
+    report.divisions, report.undivided, report.group_of_op = [], {}, {}
+    divide_actors(model, n_groups, report)
     return report
 
 

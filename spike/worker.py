@@ -283,7 +283,10 @@ class Worker:
         self.executor.run(n_steps, self.exchange, progress=progress)
         if self.status is not None:
             os.pwrite(self.status, struct.pack("<q", self.executor.n_steps), 0)
-        self.send("done", {"n_steps": self.executor.n_steps})
+        self.send(
+            "done",
+            {"n_steps": self.executor.n_steps, "timing": self.executor.timing.as_dict()},
+        )
 
     def on_probes(self, message):
         data = self.executor.take_probe_data()

@@ -31,6 +31,9 @@ def test_bench_runs_tiny_and_writes_json_and_markdown(tmp_path):
         assert r["run_s"] > 0 and r["rss_client_mb"] > 0
         if r["backend"] == "spike":
             assert len(r["rss_workers_mb"]) >= 1
+            timings = r["worker_us_per_step"]
+            assert len(timings) == r["workers"]
+            assert all(t["compute"] > 0 for t in timings.values())
     split = [r for r in data["results"] if "split" in r["config"]]
     assert split and all(r["split_ensembles"] == 2 for r in split)
     assert all(r["compute_imbalance"] >= 1 for r in split)
@@ -46,4 +49,5 @@ def test_bench_runs_tiny_and_writes_json_and_markdown(tmp_path):
     text = (tmp_path / "results.md").read_text()
     assert text.index("## Best configuration") < text.index("## Absolute figures")
     assert "## Memory: estimated and measured peak per worker" in text
+    assert "## Where a step's time goes, per worker" in text
     assert "cores" in text and "GB/s" in text

@@ -63,6 +63,7 @@ def test_spike_run_writes_probes_summary_and_plot(example, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "workers: 2" in result.stdout and "200 steps" in result.stdout
+    assert "time per step (µs): compute" in result.stdout
     if example == "matrix_multiplication.py":  # its Product network is divided
         assert "actors held together by passthrough Nodes divided" in result.stdout
     data = np.load(out)

@@ -201,3 +201,56 @@ def test_allocation_file_keeps_the_groups(tmp_path):
         assert len(sim.split.divisions) == 1
         for probe in net.all_probes:
             np.testing.assert_allclose(sim.data[probe], ref.data[probe], rtol=0, atol=1e-10)
+
+
+def test_fewer_groups_when_spike_chooses_fewer_workers(monkeypatch):
+    """Without ``workers=``, actors are divided into one group per core; if Spike
+    then chooses fewer workers, they are divided again into one group per worker
+    (groups sharing a worker would each compute the same inputs). Here the machine
+    is made to have 3 cores and the choice (`choose_workers`, which depends on this
+    machine's calibration) to be 2 workers."""
+    import spike.simulator
+
+    monkeypatch.delenv("SPIKE_WORKERS", raising=False)
+    monkeypatch.setattr(spike.simulator, "max_local_workers", lambda: 3)
+    chosen = []
+
+    def choose_two(partition, max_workers, assignments=None):
+        chosen.append(sum("group" in actor.part for actor in partition.actors))
+        return 2, 1e-4
+
+    monkeypatch.setattr(spike.simulator, "choose_workers", choose_two)
+    net, _ = conv_net()
+    sim = assert_equivalent(net, steps=100)
+    assert chosen == [3]  # divided for 3 cores first
+    assert sim.n_workers == 2
+    assert [d.n_groups for d in sim.split.divisions] == [2]
+    assert sim.split.before_division is None  # not kept (nor pickled) once chosen
+    assert sorted(c for c in neuron_count_per_worker(sim).values() if c)[0] > 0
+
+
+def test_redivide_undoes_the_division():
+    """`spike.split.redivide` into fewer groups leaves the model as if divided into
+    those in the first place; into one group, as it was built."""
+    from spike.dryrun import build_for_placement
+    from spike.model import make_model, recording_owners
+    from spike.split import redivide, split_model
+
+    def built(n_groups):
+        net, _ = conv_net()
+        return build_for_placement(net, n_groups=n_groups)[0].operators
+
+    whole, in_two = built(1), built(2)
+    net, _ = conv_net()
+    model = make_model(net, 0.001)
+    with recording_owners(model):
+        model.build(net)
+    report = split_model(model, None, 3, undoable=True)
+    assert report.most_groups() == 3
+    redivide(model, 2)
+    assert [d.n_groups for d in report.divisions] == [2]
+    assert [type(op) for op in model.operators] == [type(op) for op in in_two]
+    assert set(report.group_of_op.values()) == {(0, 2), (1, 2)}
+    redivide(model, 1)
+    assert not report.divisions and not report.group_of_op and not report.probes
+    assert [type(op) for op in model.operators] == [type(op) for op in whole]

@@ -129,6 +129,38 @@ def test_progress_bar_reports_simulation(capsys):
     assert max(n for name, n in bar.updates if name == "Simulating") == 200
 
 
+def test_step_timings_say_where_each_workers_time_went():
+    """Each worker measures its compute, its waits for the others' values and its
+    sends; the downstream worker of a chain is the one that waits."""
+    import time
+
+    with nengo.Network(seed=1) as net:
+        a = nengo.Ensemble(300, 1, label="a")
+        b = nengo.Ensemble(300, 1, label="b")
+        nengo.Connection(nengo.Node(0.5), a)
+        nengo.Connection(a, b)
+        nengo.Probe(b, synapse=0.01)
+    with spike.Simulator(
+        net, workers=2, assignments={a: 0, b: 1}, progress_bar=False, compile=False
+    ) as sim:
+        start = time.perf_counter()
+        sim.run_steps(150)
+        sim.run_steps(50)
+        wall = time.perf_counter() - start
+        timings = sim.step_timings
+        assert sorted(timings) == sorted(sim.workers)  # no Node function: no client
+        for timing in timings.values():
+            assert timing.steps == 200
+            assert timing.compute > 0 and timing.wait >= 0 and timing.send > 0
+            assert timing.compute + timing.wait + timing.send < wall
+        upstream, downstream = (timings[name] for name in sim.workers)
+        assert downstream.wait > upstream.wait  # the upstream one never waits
+        sim.reset()
+        assert sim.step_timings == {}
+        sim.run_steps(10)
+        assert all(t.steps == 10 for t in sim.step_timings.values())
+
+
 def test_bad_worker_count():
     with pytest.raises(ValidationError, match="at least 1"):
         spike.Simulator(small_net(), workers=0)
