@@ -6,7 +6,9 @@ watches for errors and dead workers, and gathers probe data. All of it happens i
 user's thread: ZeroMQ sockets are used from one thread only.
 """
 
+import dataclasses
 import logging
+import math
 import os
 import pickle
 import secrets
@@ -50,13 +52,16 @@ def _pickle_plan(plan, owners):
 
 
 def step_timing(fields):
-    """A worker's reported `StepTiming` (an empty one if it sent none we can read)."""
+    """A worker's reported `StepTiming`; an empty one (and a warning) if what it
+    sent is not one."""
     try:
-        return StepTiming(
-            steps=int(fields["steps"]),
-            **{name: float(fields[name]) for name in ("compute", "wait", "send")},
-        )
-    except (TypeError, KeyError, ValueError):
+        steps = int(fields["steps"])
+        seconds = {name: float(fields[name]) for name in ("compute", "wait", "send")}
+        if steps < 0 or not all(math.isfinite(t) and t >= 0 for t in seconds.values()):
+            raise ValueError("negative or not finite")
+        return StepTiming(steps=steps, **seconds)
+    except (TypeError, KeyError, ValueError, OverflowError) as e:
+        logger.warning("a worker reported unreadable step timings (%s): ignored", e)
         return StepTiming()
 
 
@@ -174,7 +179,7 @@ class Session:
             if peer in self.timings
         }
         if self.client is not None:
-            timings["client"] = self.client.timing
+            timings["client"] = dataclasses.replace(self.client.timing)  # a snapshot
         return timings
 
     def _guard(self):

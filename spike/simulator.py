@@ -260,18 +260,10 @@ class Simulator:
                 self._step_order = None  # computed when asked for (`step_order`)
                 self.partition = partition_model(self.model, self.split)
                 if choosing:
-                    self.n_workers, step = choose_workers(
-                        self.partition, max_local_workers(), assignments
-                    )
-                    if self.split.before_division is not None:
-                        if self.n_workers < self.split.most_groups():
-                            redivide(self.model, self.n_workers)
-                            self.partition = partition_model(self.model, self.split)
+                    try:
+                        self._choose_workers(assignments)
+                    finally:  # what undoes the division is not kept, nor pickled
                         self.split.before_division = None
-                    logger.info(
-                        "chose %d worker(s) for %d actors (estimated %.1f µs per step)",
-                        self.n_workers, len(self.partition.actors), step * 1e6,
-                    )
                 if self.allocation is not None:
                     peers = self._allocated_peers(allocation)
                 else:
@@ -291,6 +283,25 @@ class Simulator:
                     get_pool() if self._pool is None else self._pool,
                     getattr(self.model, "spike_op_owner", {}),
                 )
+
+    def _choose_workers(self, assignments):
+        """Choose the number of workers for the partition; divide actors again if
+        fewer workers than groups were chosen."""
+        self.n_workers, step = choose_workers(
+            self.partition, max_local_workers(), assignments
+        )
+        logger.info(
+            "chose %d worker(s) for %d actors (estimated %.1f µs per step)",
+            self.n_workers, len(self.partition.actors), step * 1e6,
+        )
+        split = self.split
+        if split.before_division is not None and self.n_workers < split.most_groups():
+            redivide(self.model, self.n_workers)
+            self.partition = partition_model(self.model, split)
+            logger.info(
+                "divided again into at most %d groups: %d actors", self.n_workers,
+                len(self.partition.actors),
+            )
 
     def _groups(self):
         """Most groups an actor held together by passthrough Nodes is divided into

@@ -373,16 +373,21 @@ def test_in_arena_kernels_match_nengo_and_scipy(inplace):
 
     rng = np.random.RandomState(2)
     indptr, indices = np.array([0, 2, 3, 5]), np.array([0, 2, 1, 0, 1])
-    for rows, cols, transposed in [(20, 4, False), (4, 20, False), (40, 16, True)]:
-        blocks = rng.randn(len(indices), rows, cols)
+    for rows, cols, transposed, dtype in [
+        (20, 4, False, np.float64), (4, 20, False, np.float64), (40, 16, True, np.float64),
+        (20, 4, False, np.float32), (40, 16, True, np.float32),  # ``dtype="float32"``
+    ]:
+        blocks = rng.randn(len(indices), rows, cols).astype(dtype)
         x, y = rng.randn(3 * cols), rng.randn(3 * rows)
         arena = np.concatenate([y, x])
         expected = arena.copy()
-        matrix = scipy.sparse.bsr_matrix((blocks, indices, indptr), shape=(3 * rows, 3 * cols))
+        matrix = scipy.sparse.bsr_matrix(  # float32 blocks widened, as nengo's product does
+            (blocks.astype(np.float64), indices, indptr), shape=(3 * rows, 3 * cols)
+        )
         expected[: 3 * rows] += matrix.dot(x)
         op = BsrMatVecIncArena(
             cols=cols if cols <= 8 and not transposed else 0, transposed=transposed,
-            x_start=3 * rows, x_size=3 * cols, y_start=0, y_size=3 * rows, cast_x=False,
+            x_start=3 * rows, x_size=3 * cols, y_start=0, y_size=3 * rows,
             inplace=False,
         )
         given = np.ascontiguousarray(blocks.transpose(0, 2, 1)) if transposed else blocks

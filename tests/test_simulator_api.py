@@ -202,3 +202,16 @@ def test_workers_started_before_the_build_are_the_ones_used():
     finally:
         pool.shutdown()
     assert all(h.exit_status() is not None for h in handles)
+
+
+def test_unreadable_step_timings_are_ignored_with_a_warning(caplog):
+    from spike.executor import StepTiming
+    from spike.session import step_timing
+
+    good = {"steps": 10, "compute": 0.5, "wait": 0.1, "send": 0.0}
+    assert step_timing(good) == StepTiming(10, 0.5, 0.1, 0.0)
+    for bad in (None, {}, dict(good, steps="x"), dict(good, steps=float("inf")),
+                dict(good, wait=-1.0), dict(good, compute=float("nan"))):
+        caplog.clear()
+        assert step_timing(bad) == StepTiming()
+        assert "unreadable step timings" in caplog.text

@@ -4,7 +4,9 @@ PyTensor's elementwise graphs compute every branch for every element; nengo's nu
 code computes some things only where needed (``log1p`` only for neurons that
 spiked; ``expm1`` of a constant for neurons out of their refractory period). These
 operators do the same per element, with the same floating-point operations in the
-same order as nengo and scipy, so results are bit-for-bit those of the reference:
+same order as nengo and scipy, so results are bit-for-bit those of the reference
+(with ``dtype="float32"``, that of the reference's arithmetic on the float32 matrix
+values, each widened to float64 in its product):
 
 * `LIFStep`: nengo's ``LIF.step``, on vectors (the adaptive types' currents);
 * `BsrMatVec`: scipy's ``bsr_matvec`` (each row summed in stored order), used for
@@ -45,8 +47,14 @@ from pytensor.tensor.type import TensorType  # noqa: E402
 
 
 def _source_digest():
-    with open(__file__, "rb") as source:
-        return int.from_bytes(hashlib.sha256(source.read()).digest()[:6], "big")
+    try:
+        with open(__file__, "rb") as source:
+            text = source.read()
+    except OSError:  # no source file (a frozen install): key on the release instead
+        from ..version import __version__
+
+        text = __version__.encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:6], "big")
 
 
 KERNEL_VERSION = _source_digest()
@@ -145,9 +153,6 @@ class InArena(Op):
         if self.inplace:
             self.destroy_map = {0: [0]}
 
-    def props(self):
-        return {name: getattr(self, name) for name in self.__props__}
-
     def make_node(self, arena, *others):
         inputs = [as_tensor_variable(v) for v in (arena, *others)]
         return Apply(self, inputs, [inputs[0].type()])
@@ -184,15 +189,15 @@ class LIFInArena(InArena):
 class BsrMatVecIncArena(InArena):
     """``Y += A X`` for a block-sparse ``A`` (`BsrMatVec`'s), X and Y in the arena.
 
-    ``X`` is the ``x_size`` elements from ``x_start`` (cast to the blocks' dtype
-    first if ``cast_x``), ``Y`` the ``y_size`` from ``y_start``; they are disjoint.
-    The product is summed as scipy sums it, then added to Y, as nengo does.
+    ``X`` is the ``x_size`` elements from ``x_start``, ``Y`` the ``y_size`` from
+    ``y_start``; they are disjoint. The product is summed as scipy sums it (in
+    float64, float32 blocks widened), then added to Y, as nengo does.
     """
 
-    __props__ = ("cols", "transposed", "x_start", "x_size", "y_start", "y_size", "cast_x", "inplace")
+    __props__ = ("cols", "transposed", "x_start", "x_size", "y_start", "y_size", "inplace")
 
     def update(self, arena, blocks, indptr, indices):
-        x = arena[self.x_start : self.x_start + self.x_size].astype(blocks.dtype)
+        x = arena[self.x_start : self.x_start + self.x_size]
         y = BsrMatVec(self.cols, self.transposed).product(blocks, x, indptr, indices)
         arena[self.y_start : self.y_start + self.y_size] += y
 
@@ -220,7 +225,7 @@ class CopyToArena(InArena):
 def inplace_in_arena(fgraph, node):
     if node.op.inplace:
         return False
-    props = node.op.props()
+    props = node.op._props_dict()
     props["inplace"] = True
     return type(node.op)(**props).make_node(*node.inputs).outputs
 
@@ -328,21 +333,11 @@ def numba_bsr_matvec_inc_arena(op, node=None, **kwargs):
     x0, x1 = op.x_start, op.x_start + op.x_size
     y0, n = op.y_start, op.y_size
 
-    if op.cast_x:
-
-        @numba_njit
-        def bsr_matvec_inc(arena, blocks, indptr, indices):
-            y = product(blocks, arena[x0:x1].astype(blocks.dtype), indptr, indices)
-            for i in range(n):
-                arena[y0 + i] += y[i]
-
-    else:
-
-        @numba_njit
-        def bsr_matvec_inc(arena, blocks, indptr, indices):
-            y = product(blocks, arena[x0:x1], indptr, indices)
-            for i in range(n):
-                arena[y0 + i] += y[i]
+    @numba_njit
+    def bsr_matvec_inc(arena, blocks, indptr, indices):
+        y = product(blocks, arena[x0:x1], indptr, indices)
+        for i in range(n):
+            arena[y0 + i] += y[i]
 
     return _in_arena(op, bsr_matvec_inc), KERNEL_VERSION
 

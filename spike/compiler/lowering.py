@@ -210,7 +210,6 @@ def lower_bsr_dot_inc(op, signals, dt):
             x_size=op.X.size,
             y_start=y_start,
             y_size=op.Y.size,
-            cast_x=bool(np.dtype(A.dtype) != op.X.dtype),
             inplace=False,
         )
         signals.apply_to_arena(in_arena, A, indptr, indices)

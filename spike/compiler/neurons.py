@@ -47,7 +47,7 @@ def _lif_in_arena(op, signals, dt):
     neurons = op.neurons
     sigs = (op.J, op.state["voltage"], op.state["refractory_time"], op.output)
     starts = [signals.arena_range(sig) for sig in sigs]
-    if any(s is None for s in starts) or neurons.amplitude == 0:  # 0: no spike to see
+    if any(s is None for s in starts):
         return False
     n = op.J.size
     ends = sorted((start, start + n) for start in starts)

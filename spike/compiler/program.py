@@ -31,6 +31,25 @@ def compile_mode():
     return pytensor.compile.mode.get_default_mode().excluding(*EXCLUDED_REWRITES)
 
 
+def _check_in_place(function, ops):
+    """Warn if an `InArena` kernel was left copying the arena (PyTensor's destroy
+    handler refused to let it work in place): correct, but the whole arena is then
+    copied every step."""
+    from .kernels import InArena
+
+    copying = [
+        type(node.op).__name__
+        for node in function.maker.fgraph.apply_nodes
+        if isinstance(node.op, InArena) and not node.op.inplace
+    ]
+    if copying:
+        logger.warning(
+            "%s copy the arena every step (not in place) in a segment of %d operators "
+            "(from %s): slower, same results; please report it",
+            ", ".join(sorted(set(copying))), len(ops), ops[0],
+        )
+
+
 class Program:
     """The peer's operators grouped into compiled segments and Python operators.
 
@@ -193,6 +212,7 @@ class Program:
             accept_inplace=True,
         )
         function.trust_input = True
+        _check_in_place(function, [ops[i] for i in lowered])
         segment = Segment(lowered, function, arrays, recipes)
         # the first call compiles (Numba is lazy): do it now, so a run starts at full
         # speed; Numba's performance hints are for us, not the user
