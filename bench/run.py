@@ -269,6 +269,14 @@ RUN_COLUMNS = [
 ]
 
 
+def config_roofline(model_floor, result):
+    """A configuration's roofline in seconds per step, from its model's (all the
+    matrices' bytes over one core's bandwidth): n workers on n cores stream n times
+    the bytes of one, and float32 matrices are half the bytes."""
+    floor = model_floor / min(result["workers"], os.cpu_count() or 1)
+    return floor / 2 if result["dtype"] == "float32" else floor
+
+
 def summarize(results, bandwidth):
     """Ratios and rooflines per model, per configuration and for the best one."""
     rows = []
@@ -289,11 +297,7 @@ def summarize(results, bandwidth):
             if r["backend"] != "spike":
                 continue
             per_step = r["run_s"] / r["steps"]
-            # n workers on n cores can stream n times the bytes of one; float32
-            # matrices are half the bytes
-            own_floor = floor / min(r["workers"], os.cpu_count() or 1)
-            if r["dtype"] == "float32":
-                own_floor /= 2
+            own_floor = config_roofline(floor, r)
             row["spike"][r["config"]] = {
                 "run_speedup": ref["run_s_per_sim_s"] / r["run_s_per_sim_s"],
                 "build_ratio": r["build_s"] / ref["build_s"],
@@ -423,9 +427,7 @@ def markdown(summary, results, exchange, bandwidth, info, memory=(), baselines=N
         timings = r.get("worker_us_per_step")
         if not timings or r.get("cold_cache"):
             continue
-        floor = floors[r["model"]] / min(r["workers"], os.cpu_count() or 1)
-        if r["dtype"] == "float32":
-            floor /= 2
+        floor = config_roofline(floors[r["model"]], r)
 
         def column(key, timings=timings):
             return ", ".join(f"{t[key]:.0f}" for t in timings.values())

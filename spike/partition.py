@@ -133,16 +133,15 @@ class Partition:
     probe_part_actors: dict = field(default_factory=dict)
 
 
-def _reads_only_constants(op, touched, clock_bases):
-    """True for a process (a synapse) reading only the clock and signals that no
-    operator writes or updates."""
-    def constant(base):
-        writers, updaters, _ = touched.get(base, ((), (), ()))
-        return base in clock_bases or not (writers or updaters)
-
+def filters_a_constant(op, is_constant):
+    """True for a process (a synapse) that sets and adds into nothing and reads only
+    signals ``is_constant(base)`` accepts (the clock, and signals no operator writes
+    or updates, such as a Node's fixed output): it needs nothing from any other
+    operator, so it can run wherever its readers are (here and in
+    `spike.passthrough`)."""
     return (
         isinstance(op, SimProcess) and not op.sets and not op.incs
-        and all(constant(sig.base) for sig in op.reads)
+        and all(is_constant(sig.base) for sig in op.reads)
     )
 
 
@@ -189,11 +188,14 @@ def partition_model(model, split=None):
             uf.union(updaters)
     # a synapse filtering a constant (a Node's fixed output) needs nothing from anyone:
     # it goes with its readers when they are one actor, so nothing crosses for it
+    def is_constant(base):
+        return base in clock_bases or not any(touched.get(base, ((), ()))[:2])
+
     for base, (writers, updaters, readers) in touched.items():
         if writers or not updaters or not readers:
             continue
         if len({uf.find(r) for r in readers}) == 1 and all(
-            _reads_only_constants(ops[u], touched, clock_bases) for u in updaters
+            filters_a_constant(ops[u], is_constant) for u in updaters
         ):
             uf.union(updaters + readers[:1])
 

@@ -47,7 +47,7 @@ from nengo.builder.processes import SimProcess
 from nengo.builder.signal import Signal
 from nengo.synapses import LinearFilter
 
-from .partition import partition_model
+from .partition import filters_a_constant, partition_model
 from .split import ProbeParts, derived_name, ops_by_base, rebind, view_on
 
 logger = logging.getLogger(__name__)
@@ -164,6 +164,9 @@ class _Divider:
 
     def readers(self, base):
         return [o for o in self.touching.get(base, ()) if any(s.base is base for s in o.reads)]
+
+    def updaters(self, base):
+        return [o for o in self.touching.get(base, ()) if any(s.base is base for s in o.updates)]
 
     # -- the actor's cores ------------------------------------------------------------
 
@@ -459,16 +462,14 @@ class _Divider:
                 base = sig.base
                 if base.readonly or base in clock or self.writers(base):
                     continue
-                updaters = [o for o in self.touching[base]
-                            if any(s.base is base for s in o.updates)]
+                updaters = self.updaters(base)
                 if len(updaters) != 1:
                     continue
                 (synapse,) = updaters
                 if (
                     synapse in found
                     or not _is_linear_filter(synapse)
-                    or synapse.sets or synapse.incs
-                    or not all(self.is_constant(s.base) for s in synapse.reads)
+                    or not filters_a_constant(synapse, self.is_constant)
                     or synapse.output.base is not base
                 ):
                     continue
@@ -481,11 +482,7 @@ class _Divider:
 
     def is_constant(self, base):
         """True for the clock and for signals no operator writes or updates."""
-        if base in self.clock_bases:
-            return True
-        return not any(
-            s.base is base for o in self.touching.get(base, ()) for s in o.sets + o.incs + o.updates
-        )
+        return base in self.clock_bases or not (self.writers(base) or self.updaters(base))
 
     def only_probed(self, base, writer):
         for op in self.touching[base]:

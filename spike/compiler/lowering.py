@@ -90,15 +90,17 @@ def _copy_in_arena(op, signals):
     if dst_start is None or op.src.dtype != np.float64 or op.src.size < 2:
         return False
     n = op.dst.size
-    src_start = signals.arena_range(op.src)
     others = ()
-    if src_start is None:
+    if signals.arena_range(op.src) is None:  # a constant (the neurons' bias)
         if not op.src.readonly or op.src.sparse:
             return False
-        flat = signals.read(op.src).reshape((n,))
-        others = (flat,)
-    elif src_start < dst_start + n and dst_start < src_start + n:
-        return False
+        src_start = None
+        others = (signals.read(op.src).reshape((n,)),)
+    else:
+        ranges = signals.disjoint_arena_ranges((op.src, op.dst))
+        if ranges is None:
+            return False
+        src_start = ranges[0]
     kernel = CopyToArena(
         src_start=src_start, dst_start=dst_start, n=n, inc=bool(op.inc), inplace=False
     )
@@ -194,15 +196,11 @@ def lower_bsr_dot_inc(op, signals, dt):
         A = signals.read(op.A, dtype=signals.matrix_dtype)
         kernel = BsrMatVec(cols if cols <= SMALL_COLS else 0)
     indptr, indices = signals.index_input(op.indptr), signals.index_input(op.indices)
-    x_start, y_start = signals.arena_range(op.X), signals.arena_range(op.Y)
-    if (
-        x_start is not None
-        and y_start is not None
-        and op.Y.ndim == 1
-        and (x_start + op.X.size <= y_start or y_start + op.Y.size <= x_start)
-    ):
+    ranges = signals.disjoint_arena_ranges((op.X, op.Y)) if op.Y.ndim == 1 else None
+    if ranges is not None:
         # X and Y in the arena, apart: add the product into Y there (no view of X,
         # no new arena)
+        x_start, y_start = ranges
         in_arena = BsrMatVecIncArena(
             cols=kernel.cols,
             transposed=kernel.transposed,

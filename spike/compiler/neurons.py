@@ -45,14 +45,12 @@ def _lif_in_arena(op, signals, dt):
     contiguous ranges of the arena (they are, unless a user built them oddly);
     False if not."""
     neurons = op.neurons
-    sigs = (op.J, op.state["voltage"], op.state["refractory_time"], op.output)
-    starts = [signals.arena_range(sig) for sig in sigs]
-    if any(s is None for s in starts):
+    starts = signals.disjoint_arena_ranges(
+        (op.J, op.state["voltage"], op.state["refractory_time"], op.output)
+    )
+    if starts is None:
         return False
     n = op.J.size
-    ends = sorted((start, start + n) for start in starts)
-    if any(a[1] > b[0] for a, b in zip(ends, ends[1:])):
-        return False
     step = LIFInArena(
         dt=float(dt),
         tau_rc=float(neurons.tau_rc),

@@ -291,6 +291,17 @@ class SymbolicSignals:
         run = contiguous_range(positions)
         return None if run is None or run[2] else run[0]
 
+    def disjoint_arena_ranges(self, sigs):
+        """`arena_range` of each of ``sigs``, or None unless every one is such a
+        run and no two overlap (what a kernel updating the arena in place needs)."""
+        starts = [self.arena_range(sig) for sig in sigs]
+        if any(start is None for start in starts):
+            return None
+        spans = sorted((start, start + sig.size) for start, sig in zip(starts, sigs))
+        if any(end > next_start for (_, end), (next_start, _) in zip(spans, spans[1:])):
+            return None
+        return starts
+
     def apply_to_arena(self, op, *others):
         """Apply a PyTensor ``op`` mapping the arena (and ``others``) to the arena's
         new value: a kernel that reads and writes arena ranges itself (see
