@@ -101,6 +101,34 @@ def test_lif_kernel_is_bit_exact():
         np.testing.assert_array_equal(sim.data[probe], ref.data[probe], err_msg=str(probe))
 
 
+def test_lif_left_to_nengo_where_numpy_has_its_own_expm1(monkeypatch):
+    """Where numpy's expm1/log1p are SIMD versions (SVML, on CPUs with AVX-512)
+    rather than the C library's that the kernels call, LIF neurons run nengo's own
+    step: spikes stay nengo's, at Python's speed."""
+    from spike.compiler import kernels
+
+    with nengo.Network(seed=2) as net:
+        stim = nengo.Node([0.5, -0.3])
+        ens = nengo.Ensemble(50, 2)
+        nengo.Connection(stim, ens)
+        nengo.Probe(ens.neurons)
+    assert "SimNeurons" not in python_ops(compiled_executor(net))
+    monkeypatch.setattr(kernels, "libm_is_numpys", lambda: False)
+    assert "SimNeurons" in python_ops(compiled_executor(net))
+
+
+def test_libm_check_sees_a_last_bit(monkeypatch):
+    from spike.compiler import kernels
+
+    log1p = np.log1p
+    kernels.libm_is_numpys.cache_clear()
+    monkeypatch.setattr(np, "log1p", lambda x: np.nextafter(log1p(x), np.inf))
+    try:
+        assert not kernels.libm_is_numpys()
+    finally:
+        kernels.libm_is_numpys.cache_clear()
+
+
 def test_sparse_transform_compiled():
     scipy_sparse = pytest.importorskip("scipy.sparse")
     with nengo.Network(seed=6) as net:
@@ -262,8 +290,8 @@ def test_second_build_of_a_model_compiles_nothing_new(tmp_path):
 )
 def test_block_sparse_kernel_is_bit_exact(rows, cols, transposed):
     """Every path of the block-sparse kernel (rows eight, four, one at a time; blocks
-    of few columns compiled for their width; blocks transposed, rows side by side)
-    sums as scipy does."""
+    of few columns compiled for their width; blocks transposed, rows side by side,
+    a pass per column or, for few columns, one pass) sums as scipy does."""
     import scipy.sparse
 
     from spike.compiler.kernels import SMALL_COLS, BsrMatVec
@@ -275,7 +303,7 @@ def test_block_sparse_kernel_is_bit_exact(rows, cols, transposed):
     blocks = rng.randn(len(indices), rows, cols)
     x = rng.randn(3 * cols)
     variables = [pt.tensor3("b"), pt.vector("x"), pt.lvector("p"), pt.lvector("i")]
-    op = BsrMatVec(0 if transposed or cols > SMALL_COLS else cols, transposed=transposed)
+    op = BsrMatVec(cols if cols <= SMALL_COLS else 0, transposed=transposed)
     function = compiler.load_pytensor().function(variables, op(*variables))
     expected = scipy.sparse.bsr_matrix(
         (blocks, indices, indptr), shape=(3 * rows, 3 * cols)
@@ -331,6 +359,7 @@ def test_in_arena_kernels_match_nengo_and_scipy(inplace):
     import scipy.sparse
     from nengo.neurons import LIF
 
+    from spike.compiler import kernels
     from spike.compiler.kernels import BsrMatVecIncArena, CopyToArena, LIFInArena
     from spike.compiler.program import compile_mode
 
@@ -354,7 +383,8 @@ def test_in_arena_kernels_match_nengo_and_scipy(inplace):
         assert node.op.inplace is inplace
         return function(arena.copy(), *others)
 
-    n = 500
+    n = 2500
+    assert n > 2 * kernels.LIF_CHUNK  # chunks, one of them partly filled
     J, voltage, refractory_time = _lif_state(n, seed=1)
     arena = np.concatenate([np.zeros(3), J, voltage, refractory_time, np.zeros(n)])
     starts = (3, 3 + n, 3 + 2 * n, 3 + 3 * n)
@@ -375,7 +405,9 @@ def test_in_arena_kernels_match_nengo_and_scipy(inplace):
     indptr, indices = np.array([0, 2, 3, 5]), np.array([0, 2, 1, 0, 1])
     for rows, cols, transposed, dtype in [
         (20, 4, False, np.float64), (4, 20, False, np.float64), (40, 16, True, np.float64),
+        (40, 4, True, np.float64),
         (20, 4, False, np.float32), (40, 16, True, np.float32),  # ``dtype="float32"``
+        (40, 4, True, np.float32),
     ]:
         blocks = rng.randn(len(indices), rows, cols).astype(dtype)
         x, y = rng.randn(3 * cols), rng.randn(3 * rows)
@@ -386,7 +418,7 @@ def test_in_arena_kernels_match_nengo_and_scipy(inplace):
         )
         expected[: 3 * rows] += matrix.dot(x)
         op = BsrMatVecIncArena(
-            cols=cols if cols <= 8 and not transposed else 0, transposed=transposed,
+            cols=cols if cols <= 8 else 0, transposed=transposed,
             x_start=3 * rows, x_size=3 * cols, y_start=0, y_size=3 * rows,
             inplace=False,
         )

@@ -13,6 +13,9 @@ values, each widened to float64 in its product):
   nengo's merged ``BsrDotInc``; blocks of many rows are stored transposed so the
   rows are summed side by side in vector registers.
 
+`_lif_update` steps LIF neurons in three passes, so that most neurons take no
+branch and libm is called only where nengo calls it.
+
 The `InArena` operators read and write the worker's arena (see
 `spike.compiler.symbolic.Arena`) themselves, in place, instead of returning new
 vectors that PyTensor then copies into it:
@@ -22,7 +25,9 @@ vectors that PyTensor then copies into it:
 * `CopyToArena`: a whole-signal ``Copy`` (the neurons' bias into their input).
 """
 
+import functools
 import hashlib
+import logging
 import math
 
 import numpy as np
@@ -61,6 +66,33 @@ KERNEL_VERSION = _source_digest()
 """Part of the cache key of the compiled kernels: a digest of this module's source,
 so that a changed kernel is never loaded from Numba's cache of an earlier one."""
 
+logger = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=None)
+def libm_is_numpys():
+    """Whether numpy's float64 ``expm1`` and ``log1p`` are, bit for bit, the C
+    library's, which the kernels call (as Numba does for ``math``).
+
+    They are unless numpy was built with SIMD versions for this CPU (Intel's SVML
+    on CPUs with AVX-512): those differ in the last bit for some arguments, and a
+    LIF neuron's spike can hang on that bit. Checked once per process on a fixed
+    sample of the arguments LIF neurons pass.
+    """
+    rng = np.random.RandomState(0)
+    x = -rng.uniform(0.0, 1.0, 2048)  # expm1(-delta_t / tau_rc)
+    y = rng.uniform(-1.0, 1.0, 2048)  # log1p(-(v - 1) / (J - 1))
+    same = np.array_equal(np.expm1(x), [math.expm1(v) for v in x]) and np.array_equal(
+        np.log1p(y), [math.log1p(v) for v in y]
+    )
+    if not same:
+        logger.warning(
+            "numpy's expm1/log1p on this CPU are not the C library's (SIMD versions): "
+            "LIF neurons run in nengo's own code, uncompiled, so that their spikes "
+            "stay nengo's"
+        )
+    return same
+
 
 class LIFStep(Op):
     """``(J, voltage, refractory_time) -> (output, voltage, refractory_time)``."""
@@ -89,49 +121,105 @@ class LIFStep(Op):
         outputs[0][0], outputs[1][0], outputs[2][0] = output, voltage, refractory_time
 
 
-def _lif_neuron(op):
-    """Numba function ``(J, voltage, refractory_time) -> (output, voltage,
-    refractory_time)`` of one neuron, for a `LIFStep` or `LIFInArena` ``op``: nengo's
-    ``LIF.step`` for one element, its operations in its order."""
+LIF_CHUNK = 1024
+"""Neurons per chunk of `_lif_update`: a chunk's flags and indices stay in the L1
+cache between its passes."""
+
+
+def _lif_update(op, j0=0, v0=0, r0=0, o0=0):
+    """Numba function ``(J, V, R, O, n)`` for a `LIFStep` or `LIFInArena` ``op``:
+    nengo's ``LIF.step`` on ``n`` neurons whose current, voltage, refractory time
+    and output start at ``J[j0]``, ``V[v0]``, ``R[r0]`` and ``O[o0]`` (the four
+    ranges disjoint), updating V, R and O in place.
+
+    Each neuron gets nengo's operations in nengo's order, but not in one loop with
+    branches: which neurons spike is close to random, and mispredicted branches
+    cost more than the arithmetic (two thirds of the time in a one-loop kernel).
+    Instead, per chunk of `LIF_CHUNK` neurons:
+
+    1. every neuron is stepped without branches (vector instructions), as if it
+       were out of its refractory period or wholly in it, where nengo's ``expm1``
+       is of a constant. A neuron that spiked keeps its voltage in its output;
+       one part-way out of its refractory period keeps its voltage. Both are
+       flagged, and their indices gathered without branches;
+    2. the neurons that spiked get their refractory time from nengo's ``log1p``;
+    3. the neurons part-way out get their own ``expm1`` and the rest of the step.
+
+    libm is called only where nengo's numpy code calls it.
+    """
     dt, tau_rc, tau_ref = op.dt, op.tau_rc, op.tau_ref
     min_voltage, spike_height = op.min_voltage, op.amplitude / op.dt
     full_step = math.expm1(-dt / tau_rc)  # what nengo computes when delta_t == dt
     no_step = math.expm1(-0.0 / tau_rc)  # ... and when delta_t == 0 (refractory): -0.0
+    chunk = LIF_CHUNK
 
     @numba_njit
-    def lif_neuron(j, voltage, refractory_time):
-        r = refractory_time - dt
-        delta_t = dt - r
-        if delta_t < 0.0:
-            delta_t = 0.0
-        if delta_t > dt:
-            delta_t = dt
-        if delta_t == dt:
-            factor = full_step
-        elif delta_t == 0.0:
-            factor = no_step
-        else:
-            factor = math.expm1(-delta_t / tau_rc)
-        v = voltage - (j - voltage) * factor
-        if v > 1:
-            return spike_height, 0.0, tau_ref + (dt + tau_rc * math.log1p(-(v - 1) / (j - 1)))
-        return 0.0, (min_voltage if v < min_voltage else v), r
+    def lif_update(J, V, R, O, n):
+        flags = np.empty(chunk, np.uint8)  # 1: part-way out of refractory; 2: spiked
+        index = np.empty(chunk, np.intp)
+        for c0 in range(0, n, chunk):
+            m = min(chunk, n - c0)
+            for k in range(m):  # 1: no branches
+                i = c0 + k
+                j = J[j0 + i]
+                voltage = V[v0 + i]
+                r = R[r0 + i] - dt
+                delta_t = dt - r
+                delta_t = 0.0 if delta_t < 0.0 else delta_t
+                delta_t = dt if delta_t > dt else delta_t
+                whole = delta_t == dt
+                partial = not (whole or delta_t == 0.0)
+                v = voltage - (j - voltage) * (full_step if whole else no_step)
+                spiked = v > 1 and not partial
+                O[o0 + i] = v if spiked else 0.0
+                # (one expression: written as if/elif, it is not vectorised)
+                V[v0 + i] = voltage if partial else (
+                    0.0 if spiked else (min_voltage if v < min_voltage else v)
+                )
+                R[r0 + i] = r
+                flags[k] = (1 if partial else 0) + (2 if spiked else 0)
+            # partial ones from the front of ``index``, spiked ones from the back:
+            # both slots written are free, then one of the two counts moves
+            n_partial = 0
+            first_spiked = m
+            for k in range(m):
+                index[n_partial] = k
+                index[first_spiked - 1] = k
+                n_partial += flags[k] & 1
+                first_spiked -= flags[k] >> 1
+            for q in range(first_spiked, m):  # 2
+                i = c0 + index[q]
+                v = O[o0 + i]
+                t_spike = dt + tau_rc * math.log1p(-(v - 1) / (J[j0 + i] - 1))
+                R[r0 + i] = tau_ref + t_spike
+                O[o0 + i] = spike_height
+            for q in range(n_partial):  # 3
+                i = c0 + index[q]
+                j = J[j0 + i]
+                voltage = V[v0 + i]
+                delta_t = dt - R[r0 + i]  # within (0, dt): nengo's clip changes nothing
+                v = voltage - (j - voltage) * math.expm1(-delta_t / tau_rc)
+                if v > 1:
+                    O[o0 + i] = spike_height
+                    V[v0 + i] = 0.0
+                    R[r0 + i] = tau_ref + (dt + tau_rc * math.log1p(-(v - 1) / (j - 1)))
+                else:
+                    V[v0 + i] = min_voltage if v < min_voltage else v
 
-    return lif_neuron
+    return lif_update
 
 
 @register_funcify_default_op_cache_key(LIFStep)
 def numba_lif_step(op, node=None, **kwargs):
-    lif_neuron = _lif_neuron(op)
+    lif_update = _lif_update(op)
 
     @numba_njit
     def lif_step(J, voltage, refractory_time):
         n = J.shape[0]
         output = np.empty(n)
-        v_out = np.empty(n)
-        r_out = np.empty(n)
-        for i in range(n):
-            output[i], v_out[i], r_out[i] = lif_neuron(J[i], voltage[i], refractory_time[i])
+        v_out = voltage.copy()
+        r_out = refractory_time.copy()
+        lif_update(J, v_out, r_out, output, n)
         return output, v_out, r_out
 
     return lif_step, KERNEL_VERSION
@@ -261,18 +349,14 @@ def _in_arena(op, update):
 
 @register_funcify_default_op_cache_key(LIFInArena)
 def numba_lif_in_arena(op, node=None, **kwargs):
-    lif_neuron = _lif_neuron(op)
-    j0, v0, r0, o0 = op.starts
+    lif_update = _lif_update(op, *op.starts)
     n = op.n
 
     @numba_njit
-    def lif_update(arena):
-        for i in range(n):
-            arena[o0 + i], arena[v0 + i], arena[r0 + i] = lif_neuron(
-                arena[j0 + i], arena[v0 + i], arena[r0 + i]
-            )
+    def lif_in_arena(arena):
+        lif_update(arena, arena, arena, arena, n)
 
-    return _in_arena(op, lif_update), KERNEL_VERSION
+    return _in_arena(op, lif_in_arena), KERNEL_VERSION
 
 
 class BsrMatVec(Op):
@@ -285,16 +369,14 @@ class BsrMatVec(Op):
     ----------
     cols : int
         ``C`` when it is small (nengo's merged encoders: one column per dimension),
-        so the kernel is compiled for it: the column loop unrolls and rows are
-        processed one after another (a third faster than four rows at a time with
-        a loop over few columns). 0 for any ``C``.
+        so the kernel is compiled for it: the column loop unrolls. 0 for any ``C``.
     transposed : bool
         ``blocks`` are given as ``(n_blocks, C, R)`` (each block transposed): the
-        kernel then adds one column of a block at a time to all its rows, which the
+        kernel then works on all the rows of a block side by side, which the
         compiler turns into vector instructions (each row is still summed in
-        column order). 2-3 times faster for blocks of many rows and more than
-        `SMALL_COLS` columns (nengo's merged encoders of ensembles of 16 dimensions
-        and more); slower for blocks of few rows.
+        column order). For blocks of many rows (nengo's merged encoders), twice
+        as fast with few columns (one pass over the rows, ``cols`` given) and 2-3
+        times with many (a pass per column); slower for blocks of few rows.
     """
 
     __props__ = ("cols", "transposed")
@@ -365,10 +447,10 @@ def numba_copy_to_arena(op, node=None, **kwargs):
 
 @register_funcify_default_op_cache_key(BsrMatVec)
 def numba_bsr_matvec(op, node=None, **kwargs):
+    if op.cols:
+        return _bsr_matvec_small_cols(op.cols, op.transposed), KERNEL_VERSION
     if op.transposed:
         return _bsr_matvec_transposed(), KERNEL_VERSION
-    if op.cols:
-        return _bsr_matvec_small_cols(op.cols), KERNEL_VERSION
 
     @numba_njit
     def bsr_matvec(blocks, x, indptr, indices):
@@ -438,23 +520,38 @@ def numba_bsr_matvec(op, node=None, **kwargs):
     return bsr_matvec, KERNEL_VERSION
 
 
-def _bsr_matvec_small_cols(C):
-    """`BsrMatVec`'s kernel for blocks of exactly ``C`` columns (a constant here)."""
+def _bsr_matvec_small_cols(C, transposed=False):
+    """`BsrMatVec`'s kernel for blocks of exactly ``C`` columns (a constant here),
+    stored ``(n_blocks, R, C)`` or, ``transposed``, ``(n_blocks, C, R)``: each row's
+    sum is formed whole, in scipy's order, column loop unrolled (and, transposed,
+    rows side by side in vector registers)."""
+    if transposed:
+        rows_axis = 2
+
+        @numba_njit(inline="always")
+        def entry(blocks, k, r, c):
+            return blocks[k, c, r]
+
+    else:
+        rows_axis = 1
+
+        @numba_njit(inline="always")
+        def entry(blocks, k, r, c):
+            return blocks[k, r, c]
 
     @numba_njit
     def bsr_matvec(blocks, x, indptr, indices):
         n_brow = indptr.shape[0] - 1
-        R = blocks.shape[1]
+        R = blocks.shape[rows_axis]
         y = np.zeros(n_brow * R)
         for bi in range(n_brow):
             y0 = bi * R
             for k in range(indptr[bi], indptr[bi + 1]):
                 x0 = indices[k] * C
-                block = blocks[k]
                 for r in range(R):
                     s = y[y0 + r]
                     for c in range(C):  # scipy's order: column by column
-                        s += block[r, c] * x[x0 + c]
+                        s += entry(blocks, k, r, c) * x[x0 + c]
                     y[y0 + r] = s
         return y
 
@@ -462,7 +559,8 @@ def _bsr_matvec_small_cols(C):
 
 
 def _bsr_matvec_transposed():
-    """`BsrMatVec`'s kernel for blocks stored transposed, ``(n_blocks, C, R)``."""
+    """`BsrMatVec`'s kernel for blocks of any width stored transposed, ``(n_blocks,
+    C, R)``: a pass over a block's rows per column."""
 
     @numba_njit
     def bsr_matvec(blocks_t, x, indptr, indices):

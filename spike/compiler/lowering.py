@@ -176,9 +176,9 @@ def lower_sparse_dot_inc(op, signals, dt):
 
 
 TRANSPOSE_MIN_ROWS = 32
-"""Blocks of at least this many rows (and more than `SMALL_COLS` columns) are
-passed to their product transposed (`BsrMatVec`'s ``transposed``): a copy of
-the matrix made once per worker, 2-3 times faster per step."""
+"""Blocks of at least this many rows are passed to their product transposed
+(`BsrMatVec`'s ``transposed``): a copy of the matrix made once per worker, 2-3
+times faster per step."""
 
 
 @Lowering.register(BsrDotInc)
@@ -188,13 +188,12 @@ def lower_bsr_dot_inc(op, signals, dt):
         raise NotLowerable("block-sparse product of this shape")
     rows, cols = op.A.shape[1:]
     A = None
-    if rows >= TRANSPOSE_MIN_ROWS and cols > SMALL_COLS:
+    if rows >= TRANSPOSE_MIN_ROWS:
         A = signals.read_blocks_transposed(op.A, dtype=signals.matrix_dtype)
-    if A is not None:
-        kernel = BsrMatVec(transposed=True)
-    else:
+    transposed = A is not None
+    if not transposed:
         A = signals.read(op.A, dtype=signals.matrix_dtype)
-        kernel = BsrMatVec(cols if cols <= SMALL_COLS else 0)
+    kernel = BsrMatVec(cols if cols <= SMALL_COLS else 0, transposed=transposed)
     indptr, indices = signals.index_input(op.indptr), signals.index_input(op.indices)
     ranges = signals.disjoint_arena_ranges((op.X, op.Y)) if op.Y.ndim == 1 else None
     if ranges is not None:
