@@ -114,19 +114,25 @@ class Executor:
         for key in self.signals:
             self.signals.reset(key)
         items = range(len(self.plan.ops)) if self.program is None else self.program.items
+        positions = {id(op): self.plan.order[i] for i, op in enumerate(self.plan.ops)}
+
+        def rng_of(op):
+            state = states.get(positions[id(op)])
+            if state is None:
+                return _SHARED_RNG
+            rng = np.random.RandomState()
+            rng.set_state(state)
+            return rng
+
         steps = []
         for item in items:
             if isinstance(item, compiler.Segment):
+                for op, table in item.reset_tables():
+                    compiler.fill_table(op, table, self.plan.dt, rng_of(op))
                 steps.append(item.make_step())
                 continue
-            op, position = self.plan.ops[item], self.plan.order[item]
-            state = states.get(position)
-            if state is None:
-                rng = _SHARED_RNG
-            else:
-                rng = np.random.RandomState()
-                rng.set_state(state)
-            steps.append(op.make_step(self.signals, self.plan.dt, rng))
+            op = self.plan.ops[item]
+            steps.append(op.make_step(self.signals, self.plan.dt, rng_of(op)))
         self.steps = steps
         self.n_steps = 0
         self.timing = StepTiming()

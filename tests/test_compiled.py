@@ -13,7 +13,7 @@ import sys
 import nengo
 import numpy as np
 import pytest
-from conftest import assert_equivalent, run_reference, run_spike
+from conftest import assert_equivalent, assert_same_probes, run_reference, run_spike
 from models import MODELS, NEURON_TYPES, neuron_type_chain
 
 import spike
@@ -65,10 +65,13 @@ def python_ops(executor):
 
 @pytest.mark.parametrize("optimize", [True, False])
 def test_everything_but_noise_is_compiled(optimize):
-    """Synapses of every kind, neurons, products, copies, learning: all compiled."""
+    """Synapses of every kind, neurons, products, copies, learning, a white signal:
+    all compiled; white noise (numbers drawn at every step) runs in Python."""
     with nengo.Network(seed=2) as net:
         stim = nengo.Node(nengo.processes.WhiteSignal(1.0, high=5, seed=1), size_out=2)
+        noise = nengo.Node(nengo.processes.WhiteNoise(seed=3), size_out=2)
         a = nengo.Ensemble(100, 2)
+        nengo.Connection(noise, a, transform=0.1)
         b = nengo.Ensemble(80, 2, neuron_type=nengo.AdaptiveLIF())
         c = nengo.Ensemble(60, 2, neuron_type=nengo.Izhikevich())
         nengo.Connection(stim, a)
@@ -82,8 +85,38 @@ def test_everything_but_noise_is_compiled(optimize):
         nengo.Probe(b, synapse=0.01)
     executor = compiled_executor(net, optimize=optimize)
     assert executor.program.n_compiled > 0
-    assert set(python_ops(executor)) == {"SimProcess"}  # the WhiteSignal only
+    assert python_ops(executor) == ["SimProcess"]  # the WhiteNoise
     assert_equivalent(net, steps=200, workers=1, compile=True, optimize=optimize)
+
+
+def test_processes_of_the_time_are_compiled_tables():
+    """WhiteSignal (one period drawn at each reset, from the operator's random
+    state) and PresentInput are compiled as tables indexed by the time: the same
+    values as nengo's, past the end of a period, after a reset too."""
+    inputs = np.arange(12.0).reshape(4, 3) / 7
+    with nengo.Network(seed=3) as net:
+        short = nengo.Node(nengo.processes.WhiteSignal(0.1, high=20, rms=0.4), size_out=3)
+        shifted = nengo.Node(nengo.processes.WhiteSignal(0.2, high=10, y0=0.1), size_out=2)
+        present = nengo.Node(nengo.processes.PresentInput(inputs, presentation_time=0.0133))
+        ens = nengo.Ensemble(200, 3)
+        nengo.Connection(short, ens)
+        nengo.Connection(present, ens)
+        nengo.Connection(shifted, ens[:2], transform=-1)
+        for node in (short, shifted, present):
+            nengo.Probe(node)
+        nengo.Probe(ens.neurons)
+    assert python_ops(compiled_executor(net)) == []
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(350)  # three and a half periods of ``short``
+        with spike.Simulator(net, workers=2, compile=True, progress_bar=False) as sim:
+            sim.run_steps(350)
+            assert_same_probes(net, ref, sim)
+            # another seed: ``short`` draws another signal, so its table is refilled
+            sim.reset(seed=7)
+            ref.reset(seed=7)
+            ref.run_steps(350)
+            sim.run_steps(350)
+            assert_same_probes(net, ref, sim)
 
 
 def test_lif_kernel_is_bit_exact():

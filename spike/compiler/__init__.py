@@ -7,6 +7,7 @@ workers") for the cache and the ``compile=`` / ``dtype=`` options.
 """
 
 from .cache import available, cache_dir, clear_cache, load_pytensor
+from .processes import fill_table
 from .segment import Segment
 from .symbolic import Arena, NotLowerable
 
@@ -94,6 +95,7 @@ __all__ = [
     "clear_cache",
     "count_neurons",
     "decide",
+    "fill_table",
     "load_pytensor",
     "preload",
     "reuse_program",

@@ -27,6 +27,7 @@ from nengo.synapses import Alpha, LinearFilter, Lowpass
 from ..split import SplitSimPES
 from .kernels import SMALL_COLS, BsrMatVec, BsrMatVecIncArena, CopyToArena
 from .neurons import lower_neurons
+from .processes import TABLE_PROCESSES, lower_table_process
 from .symbolic import NotLowerable
 
 
@@ -247,6 +248,9 @@ def linear_filter(op, dt):
 
 @Lowering.register(SimProcess)
 def lower_sim_process(op, signals, dt):
+    if type(op.process) in TABLE_PROCESSES:
+        lower_table_process(op, signals, dt)
+        return
     pt = signals.pt
     step, A, B, C, D = linear_filter(op, dt)
     X_sig = op.state["X"]

@@ -55,6 +55,15 @@ class Segment:
             self.function(*copies)
         return [warning.message for warning in caught]
 
+    def reset_tables(self):
+        """``(op, array)`` for each input that ``op`` fills at every reset (see
+        `spike.compiler.processes.fill_table`)."""
+        return [
+            (recipe[1], array)
+            for array, recipe in zip(self.arrays, self.recipes)
+            if recipe[0] == "table"
+        ]
+
     def make_step(self):
         function = self.function
         arrays = self.arrays

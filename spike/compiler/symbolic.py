@@ -155,9 +155,12 @@ class SymbolicSignals:
         ``("sparse", signal, dtype)``: the data of a read-only CSR signal;
         ``("blocks_t", base, dtype)``: a read-only base of blocks ``(n, R, C)``,
         each transposed, ``(n, C, R)`` (see `read_blocks_transposed`);
-        ``("literal", array)``: the array itself (indices, filter coefficients).
+        ``("literal", array)``: the array itself (indices, filter coefficients);
+        ``("table", op, shape)``: zeros, which each reset fills (see `reset_table`).
         """
         kind = recipe[0]
+        if kind == "table":
+            return np.zeros(recipe[2])
         if kind == "readonly":
             return self._readonly_flat(recipe[1], recipe[2])
         if kind == "blocks_t":
@@ -324,6 +327,12 @@ class SymbolicSignals:
         if array.size <= 1:
             return self.pt.constant(array)
         return self._constant_input(("array", len(self.constant_inputs)), ("literal", array))
+
+    def reset_table(self, op, shape):
+        """A float64 input of ``shape`` that holds what ``op`` computes at each
+        reset, before a run (see `spike.compiler.processes.fill_table`); zeros until
+        then."""
+        return self._constant_input(("table", op), ("table", op, tuple(shape)))
 
     def index_input(self, indices):
         """Integer indices as a function input (see `constant`)."""

@@ -1,0 +1,72 @@
+"""Built-in processes whose output depends on the time alone, as a table look-up.
+
+nengo's ``WhiteSignal`` draws one period of its signal when its step is made (at
+each reset, from the operator's random state), then returns row
+``round(t / dt) % n`` of it; ``PresentInput`` returns row
+``int((t - dt) / presentation_time + 1e-7) % n`` of its inputs. Compiled, each is a
+table, an input of the segment, and the same row index computed from the time
+signal with the same floating-point operations.
+
+A WhiteSignal's table is filled at each reset (`fill_table`) by nengo's own step
+function, made as nengo makes it (same random state), called at each step of one
+period: Spike does not generate the signal itself.
+"""
+
+import numpy as np
+from nengo.builder.signal import SignalDict
+from nengo.processes import PresentInput, WhiteSignal
+
+from .symbolic import NotLowerable
+
+TABLE_PROCESSES = (WhiteSignal, PresentInput)
+
+MAX_TABLE_ROWS = 1_000_000
+"""A WhiteSignal whose period has more steps than this runs in Python (filling its
+table would take seconds at each reset)."""
+
+
+def white_signal_rows(process, dt):
+    """Steps in one period of a WhiteSignal: the length of the signal nengo's
+    ``make_step`` draws (the inverse real FFT of ``ceil(period / dt / 2) + 1``
+    coefficients)."""
+    return 2 * int(np.ceil(process.period / dt / 2.0))
+
+
+def lower_table_process(op, signals, dt):
+    """A WhiteSignal or PresentInput ``SimProcess`` (exact types: a subclass may
+    override ``make_step``) as a row of its table, chosen by the time."""
+    process = op.process
+    if type(process) not in TABLE_PROCESSES or op.input is not None:
+        raise NotLowerable(f"{type(process).__name__} runs in Python")
+    if op.output.ndim != 1:
+        raise NotLowerable(f"{type(process).__name__} on a matrix signal")
+    pt = signals.pt
+    t = signals.read(op.t)
+    if type(process) is WhiteSignal:
+        rows = white_signal_rows(process, dt)
+        if rows > MAX_TABLE_ROWS:
+            raise NotLowerable(f"WhiteSignal of {rows} steps per period")
+        table = signals.reset_table(op, (rows, op.output.size))
+        row = pt.cast(pt.round(t / dt, mode="half_to_even"), "int64") % rows
+    else:
+        inputs = np.asarray(process.inputs, dtype=np.float64)
+        rows = len(inputs)
+        table = signals.constant(inputs.reshape(rows, -1))
+        presentation_time = float(process.presentation_time)
+        row = pt.cast(pt.trunc((t - dt) / presentation_time + 1e-7), "int64") % rows
+    signals.write(op.output, table[row], inc=op.mode == "inc")
+
+
+def fill_table(op, table, dt, rng):
+    """Fill ``op``'s table (a WhiteSignal's) with its outputs at steps ``0 .. n-1``:
+    nengo's own step function, made with ``rng`` as nengo makes it, called with the
+    time each step has (``step * dt``, as nengo's ``TimeUpdate`` computes it)."""
+    scratch = SignalDict()
+    op.init_signals(scratch)
+    step = op.make_step(scratch, dt, rng)
+    time, output = scratch[op.t], scratch[op.output]
+    for k in range(table.shape[0]):
+        time[...] = k * dt
+        output[...] = 0.0  # an "inc" operator adds to it
+        step()
+        table[k] = output
