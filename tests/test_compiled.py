@@ -91,21 +91,28 @@ def test_everything_but_noise_is_compiled(optimize):
 
 def test_processes_of_the_time_are_compiled_tables():
     """WhiteSignal (one period drawn at each reset, from the operator's random
-    state) and PresentInput are compiled as tables indexed by the time: the same
-    values as nengo's, past the end of a period, after a reset too."""
+    state), PresentInput and Piecewise (its default, zero interpolation) are compiled
+    as tables indexed by the time: the same values as nengo's, past the end of a
+    period, after a reset too. Piecewise with other interpolations stays in Python."""
     inputs = np.arange(12.0).reshape(4, 3) / 7
+    steps = {0.0504: [1, 0, 2], 0.1: [3, 0, 0], 0.2005: [-1, 0.5, 0.25], 0.3: [0, 0, 1]}
     with nengo.Network(seed=3) as net:
         short = nengo.Node(nengo.processes.WhiteSignal(0.1, high=20, rms=0.4), size_out=3)
         shifted = nengo.Node(nengo.processes.WhiteSignal(0.2, high=10, y0=0.1), size_out=2)
         present = nengo.Node(nengo.processes.PresentInput(inputs, presentation_time=0.0133))
+        piecewise = nengo.Node(nengo.processes.Piecewise(steps))
         ens = nengo.Ensemble(200, 3)
-        nengo.Connection(short, ens)
-        nengo.Connection(present, ens)
+        for node in (short, present, piecewise):
+            nengo.Connection(node, ens)
         nengo.Connection(shifted, ens[:2], transform=-1)
-        for node in (short, shifted, present):
+        for node in (short, shifted, present, piecewise):
             nengo.Probe(node)
         nengo.Probe(ens.neurons)
     assert python_ops(compiled_executor(net)) == []
+    with nengo.Network() as linear:
+        nengo.Node(nengo.processes.Piecewise(steps, interpolation="linear"))
+        nengo.Ensemble(10, 1)
+    assert python_ops(compiled_executor(linear)) == ["SimProcess"]
     with nengo.Simulator(net, progress_bar=False) as ref:
         ref.run_steps(350)  # three and a half periods of ``short``
         with spike.Simulator(net, workers=2, compile=True, progress_bar=False) as sim:

@@ -3,7 +3,9 @@
 nengo's ``WhiteSignal`` draws one period of its signal when its step is made (at
 each reset, from the operator's random state), then returns row
 ``round(t / dt) % n`` of it; ``PresentInput`` returns row
-``int((t - dt) / presentation_time + 1e-7) % n`` of its inputs. Compiled, each is a
+``int((t - dt) / presentation_time + 1e-7) % n`` of its inputs; ``Piecewise`` with
+``interpolation="zero"`` returns the value of the last of its times ``tp`` before
+``t + dt / 2`` (``searchsorted``), zeros before the first. Compiled, each is a
 table, an input of the segment, and the same row index computed from the time
 signal with the same floating-point operations.
 
@@ -14,11 +16,11 @@ period: Spike does not generate the signal itself.
 
 import numpy as np
 from nengo.builder.signal import SignalDict
-from nengo.processes import PresentInput, WhiteSignal
+from nengo.processes import Piecewise, PresentInput, WhiteSignal
 
 from .symbolic import NotLowerable
 
-TABLE_PROCESSES = (WhiteSignal, PresentInput)
+TABLE_PROCESSES = (WhiteSignal, PresentInput, Piecewise)
 
 MAX_TABLE_ROWS = 1_000_000
 """A WhiteSignal whose period has more steps than this runs in Python (filling its
@@ -33,13 +35,15 @@ def white_signal_rows(process, dt):
 
 
 def lower_table_process(op, signals, dt):
-    """A WhiteSignal or PresentInput ``SimProcess`` (exact types: a subclass may
-    override ``make_step``) as a row of its table, chosen by the time."""
+    """A WhiteSignal, PresentInput or Piecewise ``SimProcess`` (exact types: a
+    subclass may override ``make_step``) as a row of its table, chosen by the time."""
     process = op.process
     if type(process) not in TABLE_PROCESSES or op.input is not None:
         raise NotLowerable(f"{type(process).__name__} runs in Python")
     if op.output.ndim != 1:
         raise NotLowerable(f"{type(process).__name__} on a matrix signal")
+    from pytensor.tensor.extra_ops import searchsorted
+
     pt = signals.pt
     t = signals.read(op.t)
     if type(process) is WhiteSignal:
@@ -48,6 +52,17 @@ def lower_table_process(op, signals, dt):
             raise NotLowerable(f"WhiteSignal of {rows} steps per period")
         table = signals.reset_table(op, (rows, op.output.size))
         row = pt.cast(pt.round(t / dt, mode="half_to_even"), "int64") % rows
+    elif type(process) is Piecewise:
+        if process.interpolation != "zero":
+            raise NotLowerable(f"Piecewise with {process.interpolation} interpolation")
+        times, values = zip(*sorted(process.data.items()))
+        if any(callable(value) for value in values):
+            raise NotLowerable("Piecewise with functions of the time")
+        # row 0: zeros (before the first time); row i: the value from times[i - 1]
+        rows = [np.zeros(op.output.size)] + [np.ravel(value) for value in values]
+        table = signals.constant(np.array(rows, dtype=np.float64))
+        times = signals.constant(np.array(times, dtype=np.float64))
+        row = searchsorted(times, t + 0.5 * dt)
     else:
         inputs = np.asarray(process.inputs, dtype=np.float64)
         rows = len(inputs)
