@@ -30,7 +30,7 @@ from pathlib import Path
 
 import cloudpickle
 
-from .compiler import cache_dir
+from .compiler import cache_dir, libm
 
 logger = logging.getLogger("spike.shares")
 
@@ -67,6 +67,8 @@ def environment_digest():
                 except Exception:
                     version = "?"
             digest.update(f"{name}={version};".encode())
+        # whether LIF neurons are compiled here (a share cache may be shared by hosts)
+        digest.update(b"libm=numpy;" if libm.matches_numpy() else b"libm=simd;")
         root = Path(__file__).resolve().parent
         for path in sorted(root.rglob("*.py")):
             digest.update(str(path.relative_to(root)).encode())

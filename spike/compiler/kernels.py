@@ -25,9 +25,7 @@ vectors that PyTensor then copies into it:
 * `CopyToArena`: a whole-signal ``Copy`` (the neurons' bias into their input).
 """
 
-import functools
 import hashlib
-import logging
 import math
 
 import numpy as np
@@ -65,34 +63,6 @@ def _source_digest():
 KERNEL_VERSION = _source_digest()
 """Part of the cache key of the compiled kernels: a digest of this module's source,
 so that a changed kernel is never loaded from Numba's cache of an earlier one."""
-
-logger = logging.getLogger(__name__)
-
-
-@functools.lru_cache(maxsize=None)
-def libm_is_numpys():
-    """Whether numpy's float64 ``expm1`` and ``log1p`` are, bit for bit, the C
-    library's, which the kernels call (as Numba does for ``math``).
-
-    They are unless numpy was built with SIMD versions for this CPU (Intel's SVML
-    on CPUs with AVX-512): those differ in the last bit for some arguments, and a
-    LIF neuron's spike can hang on that bit. Checked once per process on a fixed
-    sample of the arguments LIF neurons pass.
-    """
-    rng = np.random.RandomState(0)
-    x = -rng.uniform(0.0, 1.0, 2048)  # expm1(-delta_t / tau_rc)
-    y = rng.uniform(-1.0, 1.0, 2048)  # log1p(-(v - 1) / (J - 1))
-    same = np.array_equal(np.expm1(x), [math.expm1(v) for v in x]) and np.array_equal(
-        np.log1p(y), [math.log1p(v) for v in y]
-    )
-    if not same:
-        logger.warning(
-            "numpy's expm1/log1p on this CPU are not the C library's (SIMD versions): "
-            "LIF neurons run in nengo's own code, uncompiled, so that their spikes "
-            "stay nengo's"
-        )
-    return same
-
 
 class LIFStep(Op):
     """``(J, voltage, refractory_time) -> (output, voltage, refractory_time)``."""

@@ -9,7 +9,7 @@ may override ``step``, so it runs in Python.
 
 import nengo.neurons as nn
 
-from . import kernels
+from . import libm
 from .kernels import LIFInArena, LIFStep
 from .symbolic import NotLowerable
 
@@ -17,7 +17,7 @@ NEURON_LOWERINGS = {}
 
 SPIKE_TIMES_FROM_LIBM = (nn.LIF, nn.AdaptiveLIF)
 """Types whose spikes hang on the last bits of ``expm1`` and ``log1p``: compiled
-only where numpy's are the C library's (`kernels.libm_is_numpys`)."""
+only where numpy's are the C library's (`libm.matches_numpy`)."""
 
 
 def lowers(neuron_type):
@@ -35,7 +35,7 @@ def lower_neurons(op, signals, dt):
         raise NotLowerable(f"no compiled form of {type(op.neurons).__name__} neurons")
     if op.J.ndim != 1:
         raise NotLowerable("neurons on a matrix signal")
-    if type(op.neurons) in SPIKE_TIMES_FROM_LIBM and not kernels.libm_is_numpys():
+    if type(op.neurons) in SPIKE_TIMES_FROM_LIBM and not libm.matches_numpy():
         raise NotLowerable("numpy's expm1/log1p here are not the C library's")
     if type(op.neurons) is nn.LIF and _lif_in_arena(op, signals, dt):
         return

@@ -328,6 +328,14 @@ class SymbolicSignals:
             return self.pt.constant(array)
         return self._constant_input(("array", len(self.constant_inputs)), ("literal", array))
 
+    def scalar_input(self, value):
+        """A float64 scalar as a function input rather than a graph constant, for
+        divisors: PyTensor rewrites a division by a constant into a multiplication
+        by its inverse, which can differ from the division in the last bit."""
+        key = ("scalar", float(value))
+        vector = self._constant_input(key, ("literal", np.array([float(value)])))
+        return vector[0]
+
     def reset_table(self, op, shape):
         """A float64 input of ``shape`` that holds what ``op`` computes at each
         reset, before a run (see `spike.compiler.processes.fill_table`); zeros until
