@@ -156,8 +156,6 @@ def test_lif_left_to_nengo_where_numpy_has_its_own_expm1(monkeypatch):
     """Where numpy's expm1/log1p are SIMD versions (SVML, on CPUs with AVX-512)
     rather than the C library's that the kernels call, LIF neurons run nengo's own
     step: spikes stay nengo's, at Python's speed."""
-    from spike.compiler import libm
-
     with nengo.Network(seed=2) as net:
         stim = nengo.Node([0.5, -0.3])
         ens = nengo.Ensemble(50, 2)
@@ -170,8 +168,6 @@ def test_lif_left_to_nengo_where_numpy_has_its_own_expm1(monkeypatch):
 
 
 def test_libm_check_sees_a_last_bit(monkeypatch):
-    from spike.compiler import libm
-
     log1p = np.log1p
     libm.matches_numpy.cache_clear()
     monkeypatch.setattr(np, "log1p", lambda x: np.nextafter(log1p(x), np.inf))

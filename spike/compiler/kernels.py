@@ -64,6 +64,7 @@ KERNEL_VERSION = _source_digest()
 """Part of the cache key of the compiled kernels: a digest of this module's source,
 so that a changed kernel is never loaded from Numba's cache of an earlier one."""
 
+
 class LIFStep(Op):
     """``(J, voltage, refractory_time) -> (output, voltage, refractory_time)``."""
 

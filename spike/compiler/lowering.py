@@ -188,7 +188,7 @@ def lower_bsr_dot_inc(op, signals, dt):
     if op.X.ndim != 1 or op.A.ndim != 3:
         raise NotLowerable("block-sparse product of this shape")
     rows, cols = op.A.shape[1:]
-    A = None
+    A = None  # transposed: a copy made once (None if op.A is not a read-only base)
     if rows >= TRANSPOSE_MIN_ROWS:
         A = signals.read_blocks_transposed(op.A, dtype=signals.matrix_dtype)
     transposed = A is not None
@@ -248,9 +248,17 @@ def linear_filter(op, dt):
 
 @Lowering.register(SimProcess)
 def lower_sim_process(op, signals, dt):
-    if type(op.process) in TABLE_PROCESSES:
-        lower_table_process(op, signals, dt)
-        return
+    """A ``SimProcess`` by the lowering registered for its process's exact type
+    (`PROCESS_LOWERINGS`; a subclass may override ``make_step``, so it runs in
+    Python)."""
+    lowering = PROCESS_LOWERINGS.get(type(op.process))
+    if lowering is None:
+        raise NotLowerable(f"{type(op.process).__name__} runs in Python")
+    lowering(op, signals, dt)
+
+
+def lower_linear_filter(op, signals, dt):
+    """A linear-filter synapse, with the step nengo picks for its matrices."""
     pt = signals.pt
     step, A, B, C, D = linear_filter(op, dt)
     X_sig = op.state["X"]
@@ -273,6 +281,13 @@ def lower_sim_process(op, signals, dt):
             y = pt.dot(C, X)[0] + D.item() * u
             signals.write(X_sig, pt.dot(A, X) + B * u)
     signals.write(op.output, y, inc=op.mode == "inc")
+
+
+PROCESS_LOWERINGS = {
+    **{process: lower_linear_filter for process in LINEAR_FILTERS},
+    **{process: lower_table_process for process in TABLE_PROCESSES},
+}
+"""The process types a ``SimProcess`` is compiled for, with their lowerings."""
 
 
 def one_x_filter(op, dt):

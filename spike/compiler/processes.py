@@ -43,8 +43,8 @@ def lower_table_process(op, signals, dt):
     """A WhiteSignal, PresentInput or Piecewise ``SimProcess`` (exact types: a
     subclass may override ``make_step``) as a row of its table, chosen by the time."""
     process = op.process
-    if type(process) not in TABLE_PROCESSES or op.input is not None:
-        raise NotLowerable(f"{type(process).__name__} runs in Python")
+    if op.input is not None:
+        raise NotLowerable(f"{type(process).__name__} with an input")
     if op.output.ndim != 1:
         raise NotLowerable(f"{type(process).__name__} on a matrix signal")
     from pytensor.tensor.extra_ops import searchsorted
