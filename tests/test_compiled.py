@@ -386,6 +386,9 @@ def test_hot_operators_update_the_arena_in_place():
                 kernels.setdefault(type(node.op).__name__, []).append(node.op.inplace)
         (arena,) = [a for a, r in zip(segment.arrays, segment.recipes) if r[0] == "arena"]
         assert segment.function(*segment.arrays)[0] is arena
+        # steps call the Numba function itself, which updates the arena in place too
+        assert segment.callable() is segment.function.vm.jit_fn
+        assert segment.callable()(*segment.arrays)[0] is arena
     assert set(kernels) == {"LIFInArena", "BsrMatVecIncArena", "CopyToArena"}, kernels
     assert all(all(flags) for flags in kernels.values()), kernels
 
@@ -487,3 +490,16 @@ def test_in_arena_kernels_match_nengo_and_scipy(inplace):
         op = CopyToArena(src_start=src_start, dst_start=5, n=10, inc=inc, inplace=False)
         others = (bias,) if src_start is None else ()
         np.testing.assert_array_equal(run(op, arena, *others), expected)
+
+
+def test_segment_calls_the_function_where_it_has_no_numba_code():
+    """A segment compiled by another linker (here PyTensor's Python one) is called
+    through its `Function`, with the same results."""
+    pytensor = compiler.load_pytensor()
+    x = pytensor.tensor.vector("x", shape=(3,))
+    function = pytensor.function([x], [pytensor.Out(x * 2.0, borrow=True)], mode="FAST_COMPILE")
+    arena = np.arange(3.0)
+    segment = compiler.Segment([0], function, [arena], [("arena",)])
+    assert segment.callable() is function
+    segment.make_step()()
+    np.testing.assert_array_equal(arena, [0.0, 2.0, 4.0])
