@@ -13,7 +13,7 @@ values, each widened to float64 in its product):
   nengo's merged ``BsrDotInc``; blocks of many rows are stored transposed so the
   rows are summed side by side in vector registers.
 
-`_lif_update` steps LIF neurons in three passes, so that most neurons take no
+`_lif_update` steps LIF neurons in several passes, so that most neurons take no
 branch and libm is called only where nengo calls it.
 
 The `InArena` operators read and write the worker's arena (see
@@ -47,6 +47,7 @@ from pytensor.link.numba.dispatch.basic import (  # noqa: E402
 )
 from pytensor.tensor import as_tensor_variable  # noqa: E402
 from pytensor.tensor.type import TensorType  # noqa: E402
+from numba.cpython.unsafe.numbers import trailing_zeros  # noqa: E402
 
 
 def _source_digest():
@@ -93,8 +94,8 @@ class LIFStep(Op):
 
 
 LIF_CHUNK = 1024
-"""Neurons per chunk of `_lif_update`: a chunk's flags and indices stay in the L1
-cache between its passes."""
+"""Neurons per chunk of `_lif_update` (a multiple of 64, one bit mask a 64): a
+chunk's flags, indices and libm arguments stay in the L1 cache between its passes."""
 
 
 def _lif_update(op, j0=0, v0=0, r0=0, o0=0):
@@ -111,10 +112,16 @@ def _lif_update(op, j0=0, v0=0, r0=0, o0=0):
     1. every neuron is stepped without branches (vector instructions), as if it
        were out of its refractory period or wholly in it, where nengo's ``expm1``
        is of a constant. A neuron that spiked keeps its voltage in its output;
-       one part-way out of its refractory period keeps its voltage. Both are
-       flagged, and their indices gathered without branches;
-    2. the neurons that spiked get their refractory time from nengo's ``log1p``;
-    3. the neurons part-way out get their own ``expm1`` and the rest of the step.
+       one part-way out of its refractory period keeps its voltage. Both get a
+       flag;
+    2. the flags of each 64 neurons become two bit masks, and the indices of the
+       set bits are listed (one loop turn per flagged neuron, not per neuron);
+    3. the neurons that spiked get their refractory time from nengo's ``log1p``;
+    4. the neurons part-way out get their own ``expm1`` and the rest of the step.
+
+    In 3 and 4 the arguments of the libm calls are computed first, for all the
+    listed neurons, then the calls made one after the other: the divisions no
+    longer wait between calls.
 
     libm is called only where nengo's numpy code calls it.
     """
@@ -123,11 +130,13 @@ def _lif_update(op, j0=0, v0=0, r0=0, o0=0):
     full_step = math.expm1(-dt / tau_rc)  # what nengo computes when delta_t == dt
     no_step = math.expm1(-0.0 / tau_rc)  # ... and when delta_t == 0 (refractory): -0.0
     chunk = LIF_CHUNK
+    one, word = np.uint64(1), 64
 
     @numba_njit
     def lif_update(J, V, R, O, n):
-        flags = np.empty(chunk, np.uint8)  # 1: part-way out of refractory; 2: spiked
+        flags = np.zeros(chunk, np.uint8)  # 1: part-way out of refractory; 2: spiked
         index = np.empty(chunk, np.intp)
+        arg = np.empty(chunk)
         for c0 in range(0, n, chunk):
             m = min(chunk, n - c0)
             for k in range(m):  # 1: no branches
@@ -149,27 +158,45 @@ def _lif_update(op, j0=0, v0=0, r0=0, o0=0):
                 )
                 R[r0 + i] = r
                 flags[k] = (1 if partial else 0) + (2 if spiked else 0)
-            # partial ones from the front of ``index``, spiked ones from the back:
-            # both slots written are free, then one of the two counts moves
+            for k in range(m, chunk):  # a last, short chunk: no flags past its end
+                flags[k] = 0
+            # 2: partial ones listed from the front of ``index``, spiked ones from the back
             n_partial = 0
             first_spiked = m
-            for k in range(m):
-                index[n_partial] = k
-                index[first_spiked - 1] = k
-                n_partial += flags[k] & 1
-                first_spiked -= flags[k] >> 1
-            for q in range(first_spiked, m):  # 2
+            for w0 in range(0, m, word):
+                partial_bits = np.uint64(0)
+                spiked_bits = np.uint64(0)
+                for b in range(word):
+                    f = np.uint64(flags[w0 + b])
+                    partial_bits |= (f & one) << np.uint64(b)
+                    spiked_bits |= (f >> one) << np.uint64(b)
+                while partial_bits:
+                    index[n_partial] = w0 + np.intp(trailing_zeros(partial_bits))
+                    n_partial += 1
+                    partial_bits &= partial_bits - one
+                while spiked_bits:
+                    first_spiked -= 1
+                    index[first_spiked] = w0 + np.intp(trailing_zeros(spiked_bits))
+                    spiked_bits &= spiked_bits - one
+            for q in range(first_spiked, m):  # 3
                 i = c0 + index[q]
-                v = O[o0 + i]
-                t_spike = dt + tau_rc * math.log1p(-(v - 1) / (J[j0 + i] - 1))
-                R[r0 + i] = tau_ref + t_spike
+                arg[q] = -(O[o0 + i] - 1) / (J[j0 + i] - 1)
+            for q in range(first_spiked, m):
+                arg[q] = math.log1p(arg[q])
+            for q in range(first_spiked, m):
+                i = c0 + index[q]
+                R[r0 + i] = tau_ref + (dt + tau_rc * arg[q])
                 O[o0 + i] = spike_height
-            for q in range(n_partial):  # 3
+            for q in range(n_partial):  # 4
+                # within (0, dt): nengo's clip of delta_t changes nothing
+                arg[q] = -(dt - R[r0 + c0 + index[q]]) / tau_rc
+            for q in range(n_partial):
+                arg[q] = math.expm1(arg[q])
+            for q in range(n_partial):
                 i = c0 + index[q]
                 j = J[j0 + i]
                 voltage = V[v0 + i]
-                delta_t = dt - R[r0 + i]  # within (0, dt): nengo's clip changes nothing
-                v = voltage - (j - voltage) * math.expm1(-delta_t / tau_rc)
+                v = voltage - (j - voltage) * arg[q]
                 if v > 1:
                     O[o0 + i] = spike_height
                     V[v0 + i] = 0.0
