@@ -16,6 +16,7 @@ from nengo.builder.signal import SignalDict
 
 from . import compiler, shares
 from .merge import merge_plan
+from .recording import ProbeRecorder
 
 _SHARED_RNG = np.random.RandomState(0)  # for ops that never draw at make_step
 _LOOK_UP = object()  # Executor's default for ``prepared``: look the share up
@@ -99,7 +100,7 @@ class Executor:
             shares.store(share_key, plan, None if self.program is None else self.program.layout())
         self.n_steps = 0
         self.steps = []
-        self.probe_data = {p.key: [] for p in plan.probes}
+        self.recorder = ProbeRecorder(plan.probes)
         self.timing = StepTiming()
 
     def reset(self, states):
@@ -160,20 +161,11 @@ class Executor:
                 exchange.send(dst, n_steps, route, self.signals)
 
     def clear_probes(self):
-        for data in self.probe_data.values():
-            data.clear()
+        self.recorder.clear()
 
     def take_probe_data(self):
         """Return ``{probe key: array of samples}`` recorded since the last call."""
-        taken = {}
-        for probe in self.plan.probes:
-            samples = self.probe_data[probe.key]
-            if samples:
-                taken[probe.key] = np.stack(samples)
-            else:
-                taken[probe.key] = np.zeros((0,) + probe.signal.shape)
-            samples.clear()
-        return taken
+        return self.recorder.take()
 
     def run(self, n_steps, exchange, progress=None):
         """Run ``n_steps`` steps, exchanging crossing values through ``exchange``.
@@ -190,7 +182,7 @@ class Executor:
         signals = self.signals
         recvs = list(plan.recvs.items())
         sends = list(plan.sends.items())
-        probes = [(p, signals[p.signal], self.probe_data[p.key]) for p in plan.probes]
+        record = self.recorder.record
         steps = self.steps
         clock = time.perf_counter
         timing = self.timing
@@ -208,9 +200,7 @@ class Executor:
                     step()
                 computed = clock()
                 self.n_steps += 1
-                for probe, value, samples in probes:
-                    if self.n_steps % probe.period < 1:
-                        samples.append(value.copy())
+                record(signals, self.n_steps)
                 for dst, route in sends:
                     exchange.send(dst, self.n_steps, route, signals)
                 wait += received - start
