@@ -456,14 +456,24 @@ def test_in_arena_kernels_match_nengo_and_scipy(inplace):
 
     rng = np.random.RandomState(2)
     indptr, indices = np.array([0, 2, 3, 5]), np.array([0, 2, 1, 0, 1])
-    for rows, cols, transposed, dtype in [
-        (20, 4, False, np.float64), (4, 20, False, np.float64), (40, 16, True, np.float64),
-        (40, 4, True, np.float64),
-        (20, 4, False, np.float32), (40, 16, True, np.float32),  # ``dtype="float32"``
-        (40, 4, True, np.float32),
+    for rows, cols, transposed, dtype, skip_zeros in [
+        (20, 4, False, np.float64, False), (4, 20, False, np.float64, False),
+        (40, 16, True, np.float64, False), (40, 4, True, np.float64, False),
+        (20, 4, False, np.float32, False), (40, 16, True, np.float32, False),  # float32
+        (40, 4, True, np.float32, False),
+        # zero inputs skipped: 4-row groups, 8-row groups and single rows
+        (4, 20, False, np.float64, True), (13, 20, False, np.float64, True),
+        (40, 16, True, np.float64, True), (40, 16, True, np.float32, True),
     ]:
         blocks = rng.randn(len(indices), rows, cols).astype(dtype)
         x, y = rng.randn(3 * cols), rng.randn(3 * rows)
+        if skip_zeros:  # spikes: mostly zeros, of both signs; a NaN is not skipped
+            blocks[0, 0, :] = 0.0
+            x[rng.rand(x.size) < 0.8] = 0.0
+            x[rng.rand(x.size) < 0.2] = -0.0
+            x[:cols] = 0.0  # a block with no input at all
+            x[-1] = np.nan
+            y[:2] = -0.0
         arena = np.concatenate([y, x])
         expected = arena.copy()
         matrix = scipy.sparse.bsr_matrix(  # float32 blocks widened, as nengo's product does
@@ -471,12 +481,15 @@ def test_in_arena_kernels_match_nengo_and_scipy(inplace):
         )
         expected[: 3 * rows] += matrix.dot(x)
         op = BsrMatVecIncArena(
-            cols=cols if cols <= 8 else 0, transposed=transposed,
+            cols=cols if cols <= 8 else 0, transposed=transposed, skip_zeros=skip_zeros,
             x_start=3 * rows, x_size=3 * cols, y_start=0, y_size=3 * rows,
             inplace=False,
         )
         given = np.ascontiguousarray(blocks.transpose(0, 2, 1)) if transposed else blocks
-        np.testing.assert_array_equal(run(op, arena, given, indptr, indices), expected)
+        actual = run(op, arena, given, indptr, indices)
+        np.testing.assert_array_equal(actual, expected)
+        # the same bits: zeros of the same sign, the same NaNs
+        np.testing.assert_array_equal(actual.view(np.int64), expected.view(np.int64))
 
     arena = rng.randn(30)
     bias = rng.randn(10)
@@ -503,3 +516,39 @@ def test_segment_calls_the_function_where_it_has_no_numba_code():
     assert segment.callable() is function
     segment.make_step()()
     np.testing.assert_array_equal(arena, [0.0, 2.0, 4.0])
+
+
+@pytest.mark.parametrize("weight", [0.5, np.inf, 1e300], ids=["finite", "inf", "inf_in_float32"])
+def test_products_skip_zero_inputs_only_where_exact(weight):
+    """Decoders and neuron-to-neuron weights skip the columns of neurons that did
+    not spike, unless a weight is infinite (in the matrices' dtype): ``inf * 0``
+    is NaN, which a skipped term would lose."""
+    from spike.compiler.kernels import BsrMatVecIncArena
+
+    with nengo.Network(seed=5) as net:  # two of each, so nengo merges the products
+        stim = nengo.Node([0.5, -0.2])
+        for _ in range(2):
+            a = nengo.Ensemble(40, 2)
+            b = nengo.Ensemble(30, 2)
+            nengo.Connection(stim, a)
+            transform = np.full((30, 40), 1e-3)
+            transform[0, 0] = weight
+            nengo.Connection(a.neurons, b.neurons, transform=transform)
+            nengo.Probe(b, synapse=0.01)
+
+    def flags(matrix_dtype):
+        executor = compiled_executor(net, matrix_dtype=matrix_dtype)
+        return {
+            node.op.y_size: node.op.skip_zeros
+            for segment in executor.program.items
+            if isinstance(segment, compiler.Segment)
+            for node in segment.function.maker.fgraph.apply_nodes
+            if isinstance(node.op, BsrMatVecIncArena) and not node.op.cols
+        }
+
+    exact64 = bool(np.isfinite(weight))
+    exact32 = exact64 and weight < 1e38
+    for matrix_dtype, exact in [("float64", exact64), ("float32", exact32)]:
+        found = flags(matrix_dtype)  # {rows of the product: skip_zeros}
+        assert found[60] is exact, (matrix_dtype, found)  # the weights, 2 x 30 rows
+        assert found[4] is True, (matrix_dtype, found)  # the decoders, 2 x 2 rows

@@ -280,7 +280,10 @@ class BsrMatVecIncArena(InArena):
     float64, float32 blocks widened), then added to Y, as nengo does.
     """
 
-    __props__ = ("cols", "transposed", "x_start", "x_size", "y_start", "y_size", "inplace")
+    __props__ = (
+        "cols", "transposed", "skip_zeros", "x_start", "x_size", "y_start", "y_size",
+        "inplace",
+    )
 
     def update(self, arena, blocks, indptr, indices):
         x = arena[self.x_start : self.x_start + self.x_size]
@@ -375,13 +378,20 @@ class BsrMatVec(Op):
         column order). For blocks of many rows (nengo's merged encoders), twice
         as fast with few columns (one pass over the rows, ``cols`` given) and 2-3
         times with many (a pass per column); slower for blocks of few rows.
+    skip_zeros : bool
+        Skip the columns whose ``x`` is zero (both signs): per block, the nonzero
+        inputs are listed first, then only their columns are read. The inputs of
+        decoders and of neuron-to-neuron weights are spikes, mostly zero, so most
+        of such a matrix is never read. Exact where every block entry is finite
+        (see `skipping_zeros_is_exact`). Not with ``cols``.
     """
 
-    __props__ = ("cols", "transposed")
+    __props__ = ("cols", "transposed", "skip_zeros")
 
-    def __init__(self, cols=0, transposed=False):
+    def __init__(self, cols=0, transposed=False, skip_zeros=False):
         self.cols = int(cols)
         self.transposed = bool(transposed)
+        self.skip_zeros = bool(skip_zeros) and not self.cols
 
     def make_node(self, blocks, x, indptr, indices):
         inputs = [as_tensor_variable(v) for v in (blocks, x, indptr, indices)]
@@ -407,9 +417,35 @@ SMALL_COLS = 8
 """Blocks with at most this many columns get a kernel compiled for their width."""
 
 
+def skipping_zeros_is_exact(blocks):
+    """True if `BsrMatVec` may skip the zero inputs of these (constant) blocks and
+    still give scipy's bits.
+
+    scipy sums each row from +0.0, in column order. A skipped term is ``a * 0``,
+    a zero of either sign, and adding a zero to a sum changes nothing: not a
+    nonzero sum, and not a sum of +0.0 (``+0.0 + -0.0`` is +0.0 when rounding to
+    nearest). Nor can a sum become -0.0 on its way: an exact zero from two
+    nonzero terms is +0.0, and a sum of floats never underflows to zero. So the
+    sums are the same bits, as long as no ``a`` is infinite or NaN: then ``a * 0``
+    is NaN, which scipy's sum keeps and a skipped term would not.
+    """
+    return bool(np.isfinite(blocks).all())
+
+
+@numba_njit(inline="always")
+def _nonzero_columns(x, x0, C, columns):
+    """List in ``columns`` the ``c < C`` where ``x[x0 + c]`` is not zero (NaN
+    included), in order, without branches; return how many."""
+    m = 0
+    for c in range(C):
+        columns[m] = c
+        m += x[x0 + c] != 0.0
+    return m
+
+
 @register_funcify_default_op_cache_key(BsrMatVecIncArena)
 def numba_bsr_matvec_inc_arena(op, node=None, **kwargs):
-    product, _ = numba_bsr_matvec(BsrMatVec(op.cols, op.transposed))
+    product, _ = numba_bsr_matvec(BsrMatVec(op.cols, op.transposed, op.skip_zeros))
     x0, x1 = op.x_start, op.x_start + op.x_size
     y0, n = op.y_start, op.y_size
 
@@ -448,7 +484,8 @@ def numba_bsr_matvec(op, node=None, **kwargs):
     if op.cols:
         return _bsr_matvec_small_cols(op.cols, op.transposed), KERNEL_VERSION
     if op.transposed:
-        return _bsr_matvec_transposed(), KERNEL_VERSION
+        return _bsr_matvec_transposed(op.skip_zeros), KERNEL_VERSION
+    skip_zeros = op.skip_zeros
 
     @numba_njit
     def bsr_matvec(blocks, x, indptr, indices):
@@ -456,10 +493,12 @@ def numba_bsr_matvec(op, node=None, **kwargs):
         R = blocks.shape[1]
         C = blocks.shape[2]
         y = np.zeros(n_brow * R)
+        columns = np.empty(C if skip_zeros else 0, np.intp)
         for bi in range(n_brow):
             for k in range(indptr[bi], indptr[bi + 1]):
                 x0 = indices[k] * C
                 y0 = bi * R
+                m = _nonzero_columns(x, x0, C, columns) if skip_zeros else C
                 # eight (then four) rows at a time, each summed in column order
                 # (scipy's) in a register of its own, so the addition chains overlap
                 r = 0
@@ -472,7 +511,8 @@ def numba_bsr_matvec(op, node=None, **kwargs):
                     s5 = y[y0 + r + 5]
                     s6 = y[y0 + r + 6]
                     s7 = y[y0 + r + 7]
-                    for c in range(C):
+                    for q in range(m):
+                        c = columns[q] if skip_zeros else q
                         xc = x[x0 + c]
                         s0 += blocks[k, r, c] * xc
                         s1 += blocks[k, r + 1, c] * xc
@@ -496,7 +536,8 @@ def numba_bsr_matvec(op, node=None, **kwargs):
                     s1 = y[y0 + r + 1]
                     s2 = y[y0 + r + 2]
                     s3 = y[y0 + r + 3]
-                    for c in range(C):
+                    for q in range(m):
+                        c = columns[q] if skip_zeros else q
                         xc = x[x0 + c]
                         s0 += blocks[k, r, c] * xc
                         s1 += blocks[k, r + 1, c] * xc
@@ -509,7 +550,8 @@ def numba_bsr_matvec(op, node=None, **kwargs):
                     r += 4
                 while r < R:
                     s0 = y[y0 + r]
-                    for c in range(C):
+                    for q in range(m):
+                        c = columns[q] if skip_zeros else q
                         s0 += blocks[k, r, c] * x[x0 + c]
                     y[y0 + r] = s0
                     r += 1
@@ -556,9 +598,10 @@ def _bsr_matvec_small_cols(C, transposed=False):
     return bsr_matvec
 
 
-def _bsr_matvec_transposed():
+def _bsr_matvec_transposed(skip_zeros=False):
     """`BsrMatVec`'s kernel for blocks of any width stored transposed, ``(n_blocks,
-    C, R)``: a pass over a block's rows per column."""
+    C, R)``: a pass over a block's rows per column (per nonzero input's column,
+    ``skip_zeros``)."""
 
     @numba_njit
     def bsr_matvec(blocks_t, x, indptr, indices):
@@ -566,11 +609,14 @@ def _bsr_matvec_transposed():
         C = blocks_t.shape[1]
         R = blocks_t.shape[2]
         y = np.zeros(n_brow * R)
+        columns = np.empty(C if skip_zeros else 0, np.intp)
         for bi in range(n_brow):
             y0 = bi * R
             for k in range(indptr[bi], indptr[bi + 1]):
                 x0 = indices[k] * C
-                for c in range(C):  # column by column: each row sums in scipy's order
+                m = _nonzero_columns(x, x0, C, columns) if skip_zeros else C
+                for q in range(m):  # column by column: each row sums in scipy's order
+                    c = columns[q] if skip_zeros else q
                     xc = x[x0 + c]
                     for r in range(R):  # contiguous: vectorised across rows
                         y[y0 + r] += blocks_t[k, c, r] * xc
