@@ -4,9 +4,10 @@ nengo's Simulator (and Spike's peers before this module) copies each probed sign
 into a new array every sampled step, and stacks the list when the data is read: a
 Python call and an allocation per probe per step, each a microsecond or more right
 after a step has run through the caches. A `ProbeRecorder` instead copies all the
-probes sampled at the same period with one indexed copy per step (see
-`spike.plan.Route`), into the next row of a block of rows allocated
-`BLOCK_ROWS` at a time.
+float64 probes sampled at the same period that live in one array (all of a
+compiled worker's: its arena) with one indexed copy per step (see
+`spike.plan.Route`), into the next row of a block of rows allocated `BLOCK_ROWS`
+at a time. (Probes of other dtypes are copied one by one, into rows of bytes.)
 """
 
 import numpy as np
@@ -28,9 +29,7 @@ class _Group:
         self.row_dtype, self.row_size = (
             (np.float64, self.route.nbytes // 8) if words else (np.uint8, self.route.nbytes)
         )
-        self.blocks = []
-        self.rows = 0  # rows filled, over all blocks
-        self._row = BLOCK_ROWS  # next row in the last block
+        self.clear()
 
     def next_row(self):
         if self._row == BLOCK_ROWS:
@@ -43,21 +42,25 @@ class _Group:
 
     def take(self):
         """``{probe key: (samples, *shape) array}``, and forget the rows."""
-        filled = np.concatenate(self.blocks)[: self.rows] if self.blocks else None
+        itemsize = np.dtype(self.row_dtype).itemsize
         taken = {}
         for probe, offset in zip(self.probes, self.route.offsets):
             sig = probe.signal
-            if filled is None:
-                taken[probe.key] = np.zeros((0,) + sig.shape, dtype=sig.dtype)
-                continue
-            start = offset // np.dtype(self.row_dtype).itemsize
-            stop = start + sig.nbytes // np.dtype(self.row_dtype).itemsize
-            values = np.ascontiguousarray(filled[:, start:stop])
+            start = offset // itemsize
+            stop = start + sig.nbytes // itemsize
+            values = np.empty((self.rows, stop - start), self.row_dtype)
+            for i, block in enumerate(self.blocks):  # each block's filled rows
+                first = i * BLOCK_ROWS
+                rows = min(BLOCK_ROWS, self.rows - first)
+                values[first : first + rows] = block[:rows, start:stop]
             taken[probe.key] = values.view(sig.dtype).reshape((self.rows,) + sig.shape)
+        self.clear()
+        return taken
+
+    def clear(self):
         self.blocks = []
         self.rows = 0
         self._row = BLOCK_ROWS
-        return taken
 
 
 class ProbeRecorder:
@@ -89,4 +92,5 @@ class ProbeRecorder:
         return taken
 
     def clear(self):
-        self.take()
+        for group in self.groups:
+            group.clear()

@@ -33,7 +33,7 @@ import numpy as np
 
 MIN_SLOTS = 64
 MAX_SLOTS = 1024
-RING_BYTES = 2**20
+RING_BYTES = 2**18  # a ring's pages all get written: P(P-1) rings per host
 HEADER_BYTES = 16  # session, step
 CONSUMED_OFFSET = 0  # int64 at the start of the file: last step consumed
 RING_OFFSET = 64  # slots start on their own cache line

@@ -552,3 +552,19 @@ def test_products_skip_zero_inputs_only_where_exact(weight):
         found = flags(matrix_dtype)  # {rows of the product: skip_zeros}
         assert found[60] is exact, (matrix_dtype, found)  # the weights, 2 x 30 rows
         assert found[4] is True, (matrix_dtype, found)  # the decoders, 2 x 2 rows
+
+
+def test_segment_checks_its_arrays_before_calling_numba_directly():
+    """Numba's code does not check bounds: a segment whose arrays do not fit its
+    function's inputs raises instead of reading out of range."""
+    pytensor = compiler.load_pytensor()
+    from spike.compiler.program import compile_mode
+
+    x = pytensor.tensor.vector("x", shape=(3,))
+    function = pytensor.function(
+        [pytensor.In(x, mutable=True)], [pytensor.Out(x * 2.0, borrow=True)],
+        mode=compile_mode(),
+    )
+    assert compiler.Segment([0], function, [np.arange(3.0)], [("arena",)]).callable()
+    with pytest.raises(TypeError):
+        compiler.Segment([0], function, [np.arange(5.0)], [("arena",)]).callable()

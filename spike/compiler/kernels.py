@@ -94,8 +94,10 @@ class LIFStep(Op):
 
 
 LIF_CHUNK = 1024
-"""Neurons per chunk of `_lif_update` (a multiple of 64, one bit mask a 64): a
-chunk's flags, indices and libm arguments stay in the L1 cache between its passes."""
+"""Neurons per chunk of `_lif_update`: a chunk's flags, indices and libm arguments
+stay in the L1 cache between its passes. A multiple of 64: the flags of each 64
+neurons become one bit mask."""
+assert LIF_CHUNK % 64 == 0
 
 
 def _lif_update(op, j0=0, v0=0, r0=0, o0=0):
@@ -417,29 +419,59 @@ SMALL_COLS = 8
 """Blocks with at most this many columns get a kernel compiled for their width."""
 
 
-def skipping_zeros_is_exact(blocks):
-    """True if `BsrMatVec` may skip the zero inputs of these (constant) blocks and
-    still give scipy's bits.
+def skipping_zeros_is_exact(blocks, dtype=np.float64, chunk=2**20):
+    """True if `BsrMatVec` may skip the zero inputs of these (constant) blocks,
+    taken in ``dtype``, and still give scipy's bits.
 
     scipy sums each row from +0.0, in column order. A skipped term is ``a * 0``,
     a zero of either sign, and adding a zero to a sum changes nothing: not a
     nonzero sum, and not a sum of +0.0 (``+0.0 + -0.0`` is +0.0 when rounding to
     nearest). Nor can a sum become -0.0 on its way: an exact zero from two
-    nonzero terms is +0.0, and a sum of floats never underflows to zero. So the
-    sums are the same bits, as long as no ``a`` is infinite or NaN: then ``a * 0``
-    is NaN, which scipy's sum keeps and a skipped term would not.
+    nonzero terms is +0.0, and a sum of floats never underflows to zero (with
+    subnormals kept, as numpy and Numba keep them: no flush-to-zero). So the sums
+    are the same bits, as long as no ``a`` is infinite or NaN: then ``a * 0`` is
+    NaN, which scipy's sum keeps and a skipped term would not.
+
+    Checked ``chunk`` values at a time, so that a big matrix is not copied whole.
     """
-    return bool(np.isfinite(blocks).all())
+    flat = np.asarray(blocks).reshape(-1)
+    with np.errstate(over="ignore"):  # a value too big for float32 becomes inf: found
+        for start in range(0, flat.size, chunk):
+            values = flat[start : start + chunk].astype(dtype, copy=False)
+            if not np.isfinite(values).all():
+                return False
+    return True
+
+
+_PACK_BYTES = np.uint64(0x0102040810204080)
+"""Times a word of eight bytes that are each 0 or 1, its top byte holds them as
+eight bits (byte j as bit j): no two partial products overlap, so nothing carries."""
 
 
 @numba_njit(inline="always")
-def _nonzero_columns(x, x0, C, columns):
+def _nonzero_columns(x, x0, C, columns, flags, words):
     """List in ``columns`` the ``c < C`` where ``x[x0 + c]`` is not zero (NaN
-    included), in order, without branches; return how many."""
-    m = 0
+    included), in order; return how many. ``flags`` is a scratch of bytes, ``C``
+    rounded up to a multiple of 64, zero past ``C``; ``words`` the same memory as
+    uint64.
+
+    The zero tests are one vector pass into ``flags``; each 64 of them become a
+    bit mask (eight bytes at a time, `_PACK_BYTES`), and the set bits are listed,
+    a loop turn each: no branch per column.
+    """
+    one = np.uint64(1)
     for c in range(C):
-        columns[m] = c
-        m += x[x0 + c] != 0.0
+        flags[c] = x[x0 + c] != 0.0
+    m = 0
+    for w in range(words.shape[0] // 8):
+        bits = np.uint64(0)
+        for j in range(8):
+            byte_bits = (words[w * 8 + j] * _PACK_BYTES) >> np.uint64(56)
+            bits |= byte_bits << np.uint64(8 * j)
+        while bits:
+            columns[m] = w * 64 + np.intp(trailing_zeros(bits))
+            m += 1
+            bits &= bits - one
     return m
 
 
@@ -494,11 +526,13 @@ def numba_bsr_matvec(op, node=None, **kwargs):
         C = blocks.shape[2]
         y = np.zeros(n_brow * R)
         columns = np.empty(C if skip_zeros else 0, np.intp)
+        flags = np.zeros((C + 63) // 64 * 64 if skip_zeros else 0, np.uint8)
+        words = flags.view(np.uint64)
         for bi in range(n_brow):
             for k in range(indptr[bi], indptr[bi + 1]):
                 x0 = indices[k] * C
                 y0 = bi * R
-                m = _nonzero_columns(x, x0, C, columns) if skip_zeros else C
+                m = _nonzero_columns(x, x0, C, columns, flags, words) if skip_zeros else C
                 # eight (then four) rows at a time, each summed in column order
                 # (scipy's) in a register of its own, so the addition chains overlap
                 r = 0
@@ -610,11 +644,13 @@ def _bsr_matvec_transposed(skip_zeros=False):
         R = blocks_t.shape[2]
         y = np.zeros(n_brow * R)
         columns = np.empty(C if skip_zeros else 0, np.intp)
+        flags = np.zeros((C + 63) // 64 * 64 if skip_zeros else 0, np.uint8)
+        words = flags.view(np.uint64)
         for bi in range(n_brow):
             y0 = bi * R
             for k in range(indptr[bi], indptr[bi + 1]):
                 x0 = indices[k] * C
-                m = _nonzero_columns(x, x0, C, columns) if skip_zeros else C
+                m = _nonzero_columns(x, x0, C, columns, flags, words) if skip_zeros else C
                 for q in range(m):  # column by column: each row sums in scipy's order
                     c = columns[q] if skip_zeros else q
                     xc = x[x0 + c]

@@ -10,6 +10,8 @@ segments, reading and writing the same arrays.
 import logging
 import time
 
+from nengo.builder.neurons import SimNeurons
+
 from .cache import load_pytensor
 from .lowering import Lowering, batchable_filter, lower_one_x_filters
 from .segment import Segment
@@ -48,6 +50,15 @@ def _check_in_place(function, ops):
             "(from %s): slower, same results; please report it",
             ", ".join(sorted(set(copying))), len(ops), ops[0],
         )
+
+
+def spike_trains(ops):
+    """The base signals that spiking neurons among ``ops`` write their output into."""
+    return {
+        op.output.base
+        for op in ops
+        if isinstance(op, SimNeurons) and getattr(op.neurons, "spiking", False)
+    }
 
 
 class Program:
@@ -179,7 +190,7 @@ class Program:
     def _compile(self, run, ops, arena, signals, dt, matrix_dtype):
         """Lower as much of ``run`` as possible; return (segment, unlowered rest)."""
         pytensor = load_pytensor()
-        symbolic = SymbolicSignals(arena, signals, matrix_dtype)
+        symbolic = SymbolicSignals(arena, signals, matrix_dtype, spike_trains(ops))
         lowered = []
         rest = []
         k = 0

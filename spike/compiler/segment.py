@@ -72,7 +72,9 @@ class Segment:
 
         Direct calls need the function's inputs to be exactly ``arrays`` (no shared
         variables) and its outputs exactly ``state``; otherwise, and for functions
-        of other linkers, the `Function` itself.
+        of other linkers, the `Function` itself. ``arrays`` are checked here against
+        the input types, once, as `Function` would check them at every call (the
+        Numba code does not check bounds).
         """
         function = self.function
         jit_fn = getattr(getattr(function, "vm", None), "jit_fn", None)
@@ -85,6 +87,8 @@ class Segment:
             or len(fgraph.outputs) != len(self.state)
         ):
             return function
+        for variable, array in zip(fgraph.inputs, self.arrays):
+            variable.type.filter(array, strict=True)  # TypeError if it does not fit
         return jit_fn
 
     def make_step(self):

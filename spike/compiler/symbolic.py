@@ -114,14 +114,18 @@ class SymbolicSignals:
         The live arrays (read-only bases are passed to the function from here).
     matrix_dtype : numpy dtype
         dtype matrices of products are held in (float32 halves their traffic).
+    spike_trains : set of Signal
+        Base signals that spiking neurons write their output into (mostly zeros:
+        their products skip the zeros, see `spike.compiler.kernels.BsrMatVec`).
     """
 
-    def __init__(self, arena, signals, matrix_dtype=np.float64):
+    def __init__(self, arena, signals, matrix_dtype=np.float64, spike_trains=()):
         pytensor = load_pytensor()
         self.pt = pytensor.tensor
         self.arena = arena
         self.signals = signals
         self.matrix_dtype = np.dtype(matrix_dtype)
+        self.spike_trains = set(spike_trains)
         self.arena_in = self.pt.vector("arena", dtype="float64", shape=(arena.data.size,))
         self.arena_now = self.arena_in
         self.constant_inputs = {}  # key -> (variable, array, recipe)
