@@ -12,8 +12,9 @@ ring of slots in a file under ``/dev/shm`` (one ring per ordered pair of peers):
   is ``slots`` steps ahead). A ring has `MAX_SLOTS` slots if they fit in
   `RING_BYTES`, fewer for bigger payloads, never fewer than `MIN_SLOTS`: the more
   steps a sender may run ahead, the less either peer waits when their speeds wander
-  apart for a while (with 64 slots, each of stream's two workers waited 16-19 µs a step
-  on the ring on a 2-core VM; with 1,024, 3-6 µs).
+  apart for a while. (On a 2-core VM, stream's two workers waited 16-19 µs a step on
+  the ring with 64 slots, in two runs; with 1,024, 3-6 µs in one run, 15 and 0 µs in
+  another: the VM's noise is of the same size.)
 
 x86-64 keeps stores in program order (and so does the single interpreter thread
 writing them), so a receiver that sees the step also sees the bytes. On other
