@@ -113,21 +113,17 @@ class ShmChannel:
             np.ndarray((2,), dtype=np.int64, buffer=self.map, offset=RING_OFFSET + i * self.slot)
             for i in range(self.n_slots)
         ]
-        self.payloads = [
+        # what `claim` and `wait_for` return: the payloads as float64 words where
+        # they are whole words (a route's usual case), so nobody views them anew
+        # every step; as bytes otherwise
+        dtype = np.dtype(np.float64 if nbytes % 8 == 0 else np.uint8)
+        self.slots = [
             np.ndarray(
-                (nbytes,), dtype=np.uint8, buffer=self.map,
+                (nbytes // dtype.itemsize,), dtype=dtype, buffer=self.map,
                 offset=RING_OFFSET + i * self.slot + HEADER_BYTES,
             )
             for i in range(self.n_slots)
         ]
-        # what `claim` and `wait_for` return: the slots as float64 words where the
-        # payload is whole words (a route's usual case), so nobody views them anew
-        # every step; the bytes otherwise
-        self.slots = (
-            [payload.view(np.float64) for payload in self.payloads]
-            if nbytes % 8 == 0
-            else self.payloads
-        )
 
     def reset(self, consumed=0):
         """Receiver side, at a new session: nothing of it consumed yet."""
@@ -135,9 +131,9 @@ class ShmChannel:
 
     @staticmethod
     def _wait(ready, wait_hook):
-        """Return once ``ready()``: spin, then yield, then nap; call the hook now and then."""
-        if ready():
-            return
+        """Return once ``ready()``: spin, then yield, then nap; call the hook now and
+        then. (Callers test first, so that a step whose slot is ready makes no
+        closure.)"""
         start = time.perf_counter()
         next_hook = start + HOOK_SECONDS
         while not ready():
@@ -189,7 +185,7 @@ class ShmChannel:
 
     def close(self):
         """Unmap the ring (the client that named the file removes it)."""
-        self.consumed = self.headers = self.payloads = self.slots = None
+        self.consumed = self.headers = self.slots = None
         try:
             self.map.close()
         except BufferError:  # a view is still alive somewhere; the GC will unmap it

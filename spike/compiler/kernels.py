@@ -93,6 +93,36 @@ class LIFStep(Op):
         outputs[0][0], outputs[1][0], outputs[2][0] = output, voltage, refractory_time
 
 
+_LOW_BITS = np.uint64(0x0101010101010101)
+_PACK_BYTES = np.uint64(0x0102040810204080)
+"""Times a word of eight bytes that are each 0 or 1, its top byte holds them as
+eight bits (byte j as bit j): no two partial products overlap, so nothing carries."""
+
+
+@numba_njit(inline="always")
+def _flag_mask(words, w, bit):
+    """Bit ``bit`` of each of the 64 flag bytes ``words[8 w : 8 w + 8]`` (uint64
+    views of bytes), as one 64-bit mask: flag ``j`` is mask bit ``j``. Eight bytes at
+    a time, without branches (`_PACK_BYTES`)."""
+    mask = np.uint64(0)
+    for j in range(8):
+        flags = (words[w * 8 + j] >> np.uint64(bit)) & _LOW_BITS
+        mask |= ((flags * _PACK_BYTES) >> np.uint64(56)) << np.uint64(8 * j)
+    return mask
+
+
+@numba_njit(inline="always")
+def _list_flagged(mask, first, out, m):
+    """Append ``first + j`` to ``out[m:]`` for each set bit ``j`` of ``mask``, in
+    order (a loop turn per set bit, none per clear one); return the new length."""
+    one = np.uint64(1)
+    while mask:
+        out[m] = first + np.intp(trailing_zeros(mask))
+        m += 1
+        mask &= mask - one
+    return m
+
+
 LIF_CHUNK = 1024
 """Neurons per chunk of `_lif_update`: a chunk's flags, indices and libm arguments
 stay in the L1 cache between its passes. A multiple of 64: the flags of each 64
@@ -116,8 +146,9 @@ def _lif_update(op, j0=0, v0=0, r0=0, o0=0):
        is of a constant. A neuron that spiked keeps its voltage in its output;
        one part-way out of its refractory period keeps its voltage. Both get a
        flag;
-    2. the flags of each 64 neurons become two bit masks, and the indices of the
-       set bits are listed (one loop turn per flagged neuron, not per neuron);
+    2. the flags of each 64 neurons become two bit masks (`_flag_mask`), and the
+       indices of the set bits are listed (`_list_flagged`: one loop turn per
+       flagged neuron, not per neuron);
     3. the neurons that spiked get their refractory time from nengo's ``log1p``;
     4. the neurons part-way out get their own ``expm1`` and the rest of the step.
 
@@ -132,12 +163,13 @@ def _lif_update(op, j0=0, v0=0, r0=0, o0=0):
     full_step = math.expm1(-dt / tau_rc)  # what nengo computes when delta_t == dt
     no_step = math.expm1(-0.0 / tau_rc)  # ... and when delta_t == 0 (refractory): -0.0
     chunk = LIF_CHUNK
-    one, word = np.uint64(1), 64
 
     @numba_njit
     def lif_update(J, V, R, O, n):
-        flags = np.zeros(chunk, np.uint8)  # 1: part-way out of refractory; 2: spiked
-        index = np.empty(chunk, np.intp)
+        flags = np.empty(chunk, np.uint8)  # bit 0: part-way out of refractory; 1: spiked
+        words = flags.view(np.uint64)
+        partial = np.empty(chunk, np.intp)  # indices in the chunk
+        spiked = np.empty(chunk, np.intp)
         arg = np.empty(chunk)
         for c0 in range(0, n, chunk):
             m = min(chunk, n - c0)
@@ -150,52 +182,40 @@ def _lif_update(op, j0=0, v0=0, r0=0, o0=0):
                 delta_t = 0.0 if delta_t < 0.0 else delta_t
                 delta_t = dt if delta_t > dt else delta_t
                 whole = delta_t == dt
-                partial = not (whole or delta_t == 0.0)
+                is_partial = not (whole or delta_t == 0.0)
                 v = voltage - (j - voltage) * (full_step if whole else no_step)
-                spiked = v > 1 and not partial
-                O[o0 + i] = v if spiked else 0.0
+                is_spiked = v > 1 and not is_partial
+                O[o0 + i] = v if is_spiked else 0.0
                 # (one expression: written as if/elif, it is not vectorised)
-                V[v0 + i] = voltage if partial else (
-                    0.0 if spiked else (min_voltage if v < min_voltage else v)
+                V[v0 + i] = voltage if is_partial else (
+                    0.0 if is_spiked else (min_voltage if v < min_voltage else v)
                 )
                 R[r0 + i] = r
-                flags[k] = (1 if partial else 0) + (2 if spiked else 0)
-            for k in range(m, chunk):  # a last, short chunk: no flags past its end
+                flags[k] = (1 if is_partial else 0) + (2 if is_spiked else 0)
+            n_words = (m + 63) // 64
+            for k in range(m, n_words * 64):  # a last, short chunk: no flags past its end
                 flags[k] = 0
-            # 2: partial ones listed from the front of ``index``, spiked ones from the back
-            n_partial = 0
-            first_spiked = m
-            for w0 in range(0, m, word):
-                partial_bits = np.uint64(0)
-                spiked_bits = np.uint64(0)
-                for b in range(word):
-                    f = np.uint64(flags[w0 + b])
-                    partial_bits |= (f & one) << np.uint64(b)
-                    spiked_bits |= (f >> one) << np.uint64(b)
-                while partial_bits:
-                    index[n_partial] = w0 + np.intp(trailing_zeros(partial_bits))
-                    n_partial += 1
-                    partial_bits &= partial_bits - one
-                while spiked_bits:
-                    first_spiked -= 1
-                    index[first_spiked] = w0 + np.intp(trailing_zeros(spiked_bits))
-                    spiked_bits &= spiked_bits - one
-            for q in range(first_spiked, m):  # 3
-                i = c0 + index[q]
+            n_partial = 0  # 2: the flagged neurons listed
+            n_spiked = 0
+            for w in range(n_words):
+                n_partial = _list_flagged(_flag_mask(words, w, 0), w * 64, partial, n_partial)
+                n_spiked = _list_flagged(_flag_mask(words, w, 1), w * 64, spiked, n_spiked)
+            for q in range(n_spiked):  # 3
+                i = c0 + spiked[q]
                 arg[q] = -(O[o0 + i] - 1) / (J[j0 + i] - 1)
-            for q in range(first_spiked, m):
+            for q in range(n_spiked):
                 arg[q] = math.log1p(arg[q])
-            for q in range(first_spiked, m):
-                i = c0 + index[q]
+            for q in range(n_spiked):
+                i = c0 + spiked[q]
                 R[r0 + i] = tau_ref + (dt + tau_rc * arg[q])
                 O[o0 + i] = spike_height
             for q in range(n_partial):  # 4
                 # within (0, dt): nengo's clip of delta_t changes nothing
-                arg[q] = -(dt - R[r0 + c0 + index[q]]) / tau_rc
+                arg[q] = -(dt - R[r0 + c0 + partial[q]]) / tau_rc
             for q in range(n_partial):
                 arg[q] = math.expm1(arg[q])
             for q in range(n_partial):
-                i = c0 + index[q]
+                i = c0 + partial[q]
                 j = J[j0 + i]
                 voltage = V[v0 + i]
                 v = voltage - (j - voltage) * arg[q]
@@ -443,35 +463,17 @@ def skipping_zeros_is_exact(blocks, dtype=np.float64, chunk=2**20):
     return True
 
 
-_PACK_BYTES = np.uint64(0x0102040810204080)
-"""Times a word of eight bytes that are each 0 or 1, its top byte holds them as
-eight bits (byte j as bit j): no two partial products overlap, so nothing carries."""
-
-
 @numba_njit(inline="always")
 def _nonzero_columns(x, x0, C, columns, flags, words):
     """List in ``columns`` the ``c < C`` where ``x[x0 + c]`` is not zero (NaN
     included), in order; return how many. ``flags`` is a scratch of bytes, ``C``
     rounded up to a multiple of 64, zero past ``C``; ``words`` the same memory as
-    uint64.
-
-    The zero tests are one vector pass into ``flags``; each 64 of them become a
-    bit mask (eight bytes at a time, `_PACK_BYTES`), and the set bits are listed,
-    a loop turn each: no branch per column.
-    """
-    one = np.uint64(1)
-    for c in range(C):
+    uint64 (see `_list_flagged`)."""
+    for c in range(C):  # one vector pass
         flags[c] = x[x0 + c] != 0.0
     m = 0
     for w in range(words.shape[0] // 8):
-        bits = np.uint64(0)
-        for j in range(8):
-            byte_bits = (words[w * 8 + j] * _PACK_BYTES) >> np.uint64(56)
-            bits |= byte_bits << np.uint64(8 * j)
-        while bits:
-            columns[m] = w * 64 + np.intp(trailing_zeros(bits))
-            m += 1
-            bits &= bits - one
+        m = _list_flagged(_flag_mask(words, w, 0), w * 64, columns, m)
     return m
 
 

@@ -93,6 +93,7 @@ class Program:
         self.items = []
         self.n_compiled = 0
         self.reused = False
+        self.spike_trains = spike_trains(ops)
         run = []
         for i, op in enumerate(ops):
             if Lowering.supports(op):  # the lowering itself has the last word
@@ -190,7 +191,7 @@ class Program:
     def _compile(self, run, ops, arena, signals, dt, matrix_dtype):
         """Lower as much of ``run`` as possible; return (segment, unlowered rest)."""
         pytensor = load_pytensor()
-        symbolic = SymbolicSignals(arena, signals, matrix_dtype, spike_trains(ops))
+        symbolic = SymbolicSignals(arena, signals, matrix_dtype, self.spike_trains)
         lowered = []
         rest = []
         k = 0
