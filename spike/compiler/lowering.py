@@ -191,8 +191,8 @@ SKIPPING_TRANSPOSE_MIN_ROWS = 16
 """The same for products that skip zero inputs: a skipped column of a transposed
 block is memory not read at all, where in rows it shares cache lines with others.
 Blocks of 16 x 1000 at 10% nonzero inputs: 17 µs transposed against 31 in rows
-(and 34-50 without skipping); at 4 rows, rows are as fast (16 µs, as without
-skipping)."""
+(and 34-57 without skipping, over five runs); at 4 rows, rows are as fast (16 µs,
+as without skipping)."""
 
 
 @Lowering.register(BsrDotInc)
