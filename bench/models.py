@@ -32,6 +32,16 @@ def stream(n_chains=8, length=16, n_neurons=200, dimensions=4, seed=0):
     return net, probes
 
 
+def noisy_stream(noise_std=0.01, **kwargs):
+    """`stream` with white noise (Gaussian, a draw per neuron per step) added to the
+    input current of every ensemble's neurons (``Ensemble.noise``)."""
+    net, probes = stream(**kwargs)
+    with net:
+        for ens in net.all_ensembles:
+            ens.noise = nengo.processes.WhiteNoise(nengo.dists.Gaussian(0, noise_std))
+    return net, probes
+
+
 def chain(length=20, n_neurons=1000, dimensions=16, seed=0):
     """A chain of ``length`` ensembles (20 x 1000 LIF, 16-D)."""
     with nengo.Network(label="chain", seed=seed) as net:
@@ -72,6 +82,7 @@ def two_big_ensembles(n_neurons=20000, dimensions=32, n_eval_points=4000, seed=0
 
 FULL = {
     "stream": lambda: stream(),
+    "noisy_stream": lambda: noisy_stream(),
     "chain": lambda: chain(),
     "circconv": lambda: circular_convolution(),
     "two_big": lambda: two_big_ensembles(),
@@ -79,6 +90,7 @@ FULL = {
 
 TINY = {
     "stream": lambda: stream(n_chains=2, length=3, n_neurons=20),
+    "noisy_stream": lambda: noisy_stream(n_chains=2, length=3, n_neurons=20),
     "chain": lambda: chain(length=3, n_neurons=30, dimensions=2),
     "circconv": lambda: circular_convolution(n_neurons=20, dimensions=4),
     "two_big": lambda: two_big_ensembles(n_neurons=60, dimensions=2, n_eval_points=100),
@@ -86,6 +98,7 @@ TINY = {
 
 DESCRIPTIONS = {
     "stream": "stream: 128 ensembles x 200 LIF, 4-D, 8 chains",
+    "noisy_stream": "noisy stream: the stream, white noise on every neuron",
     "chain": "chain: 20 x 1000 LIF, 16-D",
     "circconv": "CircularConvolution(100, 32)",
     "two_big": "two 20k-neuron 32-D ensembles",

@@ -510,8 +510,8 @@ def main(argv=None):
     parser.add_argument("--tiny", action="store_true", help="tiny models (for tests)")
     parser.add_argument("--time", type=float, default=0.5, help="simulated seconds per run")
     parser.add_argument(
-        "--models", default="stream,chain,circconv,two_big",
-        help="comma-separated, from: stream, chain, circconv, two_big",
+        "--models", default="stream,noisy_stream,chain,circconv,two_big",
+        help="comma-separated, from: stream, noisy_stream, chain, circconv, two_big",
     )
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     parser.add_argument("--one", help=argparse.SUPPRESS)

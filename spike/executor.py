@@ -100,6 +100,7 @@ class Executor:
             shares.store(share_key, plan, None if self.program is None else self.program.layout())
         self.n_steps = 0
         self.steps = []
+        self.run_ahead = []  # `compiler.RunAhead` of each segment with run-ahead tables
         self.recorder = ProbeRecorder(plan.probes)
         self.timing = StepTiming()
 
@@ -126,10 +127,18 @@ class Executor:
             return rng
 
         steps = []
+        self.run_ahead = []
         for item in items:
             if isinstance(item, compiler.Segment):
                 for op, table in item.reset_tables():
                     compiler.fill_table(op, table, self.plan.dt, rng_of(op))
+                ahead = [(op, table, rng_of(op)) for op, table in item.ahead_tables()]
+                if ahead:
+                    run_ahead = compiler.RunAhead(
+                        ahead, self.plan.dt, self.signals, lambda: self.n_steps + 1
+                    )
+                    self.run_ahead.append(run_ahead)
+                    steps.append(run_ahead.step)
                 steps.append(item.make_step())
                 continue
             op = self.plan.ops[item]
@@ -141,6 +150,8 @@ class Executor:
 
     def get_bases(self, positions):
         """Copies of the current values of ``plan.bases[i]`` for ``i`` in positions."""
+        for run_ahead in self.run_ahead:
+            run_ahead.sync_state(self.n_steps)
         return [self.signals[self.plan.bases[i]].copy() for i in positions]
 
     def set_state(self, positions, values, n_steps, exchange):
@@ -155,6 +166,8 @@ class Executor:
                 continue
             self.signals[base] = value
         self.n_steps = n_steps
+        for run_ahead in self.run_ahead:
+            run_ahead.invalidate()
         exchange.set_position(n_steps)
         if n_steps >= 1:
             for dst, route in self.plan.sends.items():

@@ -7,6 +7,7 @@ bit for bit, and that the cache lives where Spike says.
 """
 
 import os
+import pickle
 import subprocess
 import sys
 
@@ -71,9 +72,9 @@ def python_ops(executor):
 
 @needs_libm_lif
 @pytest.mark.parametrize("optimize", [True, False])
-def test_everything_but_noise_is_compiled(optimize):
-    """Synapses of every kind, neurons, products, copies, learning, a white signal:
-    all compiled; white noise (numbers drawn at every step) runs in Python."""
+def test_everything_is_compiled(optimize):
+    """Synapses of every kind, neurons, products, copies, learning, a white signal,
+    white noise (run ahead): all compiled; a Python function runs in Python."""
     with nengo.Network(seed=2) as net:
         stim = nengo.Node(nengo.processes.WhiteSignal(1.0, high=5, seed=1), size_out=2)
         noise = nengo.Node(nengo.processes.WhiteNoise(seed=3), size_out=2)
@@ -90,9 +91,11 @@ def test_everything_but_noise_is_compiled(optimize):
         )
         nengo.Connection(c, conn.learning_rule)
         nengo.Probe(b, synapse=0.01)
+        clock = nengo.Node(nengo.processes.Piecewise({0: lambda t: [t]}))
+        nengo.Connection(clock, c[0])
     executor = compiled_executor(net, optimize=optimize)
     assert executor.program.n_compiled > 0
-    assert python_ops(executor) == ["SimProcess"]  # the WhiteNoise
+    assert python_ops(executor) == ["SimProcess"]  # the Piecewise of a function
     assert_equivalent(net, steps=200, workers=1, compile=True, optimize=optimize)
 
 
@@ -100,7 +103,7 @@ def test_processes_of_the_time_are_compiled_tables(monkeypatch):
     """WhiteSignal (one period drawn at each reset, from the operator's random
     state), PresentInput and Piecewise (its default, zero interpolation) are compiled
     as tables indexed by the time: the same values as nengo's, past the end of a
-    period, after a reset too. Piecewise with other interpolations stays in Python."""
+    period, after a reset too."""
     inputs = np.arange(12.0).reshape(4, 3) / 7
     steps = {0.0504: [1, 0, 2], 0.1: [3, 0, 0], 0.2005: [-1, 0.5, 0.25], 0.3: [0, 0, 1]}
     with nengo.Network(seed=3) as net:
@@ -120,10 +123,6 @@ def test_processes_of_the_time_are_compiled_tables(monkeypatch):
         rows = processes.white_signal_rows
         patch.setattr(processes, "white_signal_rows", lambda *args: rows(*args) + 2)
         assert python_ops(compiled_executor(net)).count("SimProcess") == 2
-    with nengo.Network() as linear:
-        nengo.Node(nengo.processes.Piecewise(steps, interpolation="linear"))
-        nengo.Ensemble(10, 1)
-    assert python_ops(compiled_executor(linear)) == ["SimProcess"]
     with nengo.Simulator(net, progress_bar=False) as ref:
         ref.run_steps(350)  # three and a half periods of ``short``
         with spike.Simulator(net, workers=2, compile=True, progress_bar=False) as sim:
@@ -135,6 +134,116 @@ def test_processes_of_the_time_are_compiled_tables(monkeypatch):
             ref.run_steps(350)
             sim.run_steps(350)
             assert_same_probes(net, ref, sim)
+
+
+def noisy_network(seed=4, piecewise=True):
+    """Every process run ahead: the noises (white ones of Gaussian and uniform
+    distributions, drawn many steps at once, and of another, drawn a step at a
+    time; a filtered one, with a state), on Nodes and on neurons, a linear
+    Piecewise (which nengo cannot pickle); tables of 16 to 64 rows. Each noise has its own seed: nengo seeds the others from one
+    random state in its step order, which may differ between two builds of a
+    network in one Python process (two ops independent of each other)."""
+    with nengo.Network(seed=seed) as net:
+        white = nengo.Node(nengo.processes.WhiteNoise(seed=3), size_out=2)
+        uniform = nengo.Node(nengo.processes.WhiteNoise(
+            nengo.dists.Uniform(-0.3, 0.4), scale=False, seed=8
+        ), size_out=2)
+        choice = nengo.Node(nengo.processes.WhiteNoise(
+            nengo.dists.Choice([[-0.5], [0.25], [1.0]]), seed=9
+        ), size_out=1)
+        filtered = nengo.Node(
+            nengo.processes.FilteredNoise(synapse=nengo.Alpha(0.01), seed=4), size_out=3
+        )
+        brown = nengo.Node(nengo.processes.BrownNoise(seed=5), size_out=1)
+        linear = nengo.Node(nengo.processes.Piecewise(
+            {0: [0, 1], 0.1: [1, -1], 0.25: [0.5, 0]},
+            interpolation="linear" if piecewise else "zero",
+        ))
+        a = nengo.Ensemble(
+            300, 2, noise=nengo.processes.WhiteNoise(nengo.dists.Gaussian(0, 0.05), seed=6)
+        )
+        b = nengo.Ensemble(
+            2000, 3,
+            noise=nengo.processes.FilteredNoise(dist=nengo.dists.Gaussian(0, 0.1), seed=7),
+        )
+        nengo.Connection(white, a, transform=0.1)
+        nengo.Connection(uniform, a)
+        nengo.Connection(choice, a[0], transform=0.01)
+        nengo.Connection(linear, a)
+        nengo.Connection(filtered, b, transform=0.1)
+        nengo.Connection(brown, b[0])
+        nengo.Connection(a, b[:2])
+        for node in (white, uniform, choice, filtered, brown, linear):
+            nengo.Probe(node)
+        nengo.Probe(a.neurons)
+        nengo.Probe(b, synapse=0.01)
+    return net
+
+
+@needs_libm_lif
+def test_noise_runs_ahead_compiled():
+    """Processes that draw random numbers at every step, or are costly functions of
+    the time, are compiled as tables filled ahead by nengo's own steps: the same
+    numbers as nengo's, across runs that end inside a window, after a reset with
+    another seed, and where a window ends on every worker."""
+    net = noisy_network()
+    executor = compiled_executor(net)
+    assert "SimProcess" not in python_ops(executor)
+    rows = {
+        table.shape[0] for item in executor.program.items
+        if isinstance(item, compiler.Segment) for _, table in item.ahead_tables()
+    }
+    assert rows == {16, 64}  # b's 2000 neurons: 16 rows; the others: at most 64
+    executor.reset({})
+    (run_ahead,) = executor.run_ahead
+    batched = [entry.draw is not None for entry in run_ahead.entries]
+    assert sorted(batched) == [False] * 5 + [True] * 3  # white Gaussian, uniform
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(301)
+        with spike.Simulator(net, workers=2, compile=True, progress_bar=False) as sim:
+            for steps in (13, 64, 1, 223):  # windows of 16 and 64 rows cut anywhere
+                sim.run_steps(steps)
+            assert_same_probes(net, ref, sim)
+            sim.reset(seed=9)
+            ref.reset(seed=9)
+            ref.run_steps(100)
+            sim.run_steps(100)
+            assert_same_probes(net, ref, sim)
+
+
+@needs_libm_lif
+def test_noise_run_ahead_pickles_as_nengo():
+    """A pickled Simulator continues as nengo's does: the filtered noises' states
+    from the pickle (not from further ahead), the random numbers from a fresh
+    state."""
+    net = noisy_network(seed=6, piecewise=False)
+
+    def pickled_run(simulator, **kwargs):
+        with simulator(net, progress_bar=False, **kwargs) as sim:
+            sim.run_steps(70)  # inside a window of 64 rows (and of 16)
+            clone = pickle.loads(pickle.dumps(sim))
+        with clone:
+            clone.run_steps(50)
+            return [clone.data[probe] for probe in clone.model.probes]
+
+    expected = pickled_run(nengo.Simulator)
+    actual = pickled_run(spike.Simulator, workers=2, compile=True)
+    for mine, theirs in zip(actual, expected):
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-10)
+
+
+def test_white_signal_of_a_long_period_runs_ahead(monkeypatch):
+    """A WhiteSignal whose period is too long for a table is run ahead instead."""
+    monkeypatch.setattr(processes, "MAX_TABLE_ROWS", 100)
+    with nengo.Network(seed=2) as net:
+        stim = nengo.Node(nengo.processes.WhiteSignal(0.5, high=10), size_out=2)
+        nengo.Probe(stim)
+    executor = compiled_executor(net)
+    assert "SimProcess" not in python_ops(executor)
+    (segment,) = [i for i in executor.program.items if isinstance(i, compiler.Segment)]
+    assert [table.shape for _, table in segment.ahead_tables()] == [(64, 2)]
+    assert not segment.reset_tables()
+    assert_equivalent(net, steps=700, workers=1, compile=True)
 
 
 def test_lif_kernel_is_bit_exact():

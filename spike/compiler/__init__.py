@@ -7,7 +7,7 @@ workers") for the cache and the ``compile=`` / ``dtype=`` options.
 """
 
 from .cache import available, cache_dir, clear_cache, load_pytensor
-from .processes import fill_table
+from .processes import RunAhead, fill_table
 from .segment import Segment
 from .symbolic import Arena, NotLowerable
 
@@ -89,6 +89,7 @@ __all__ = [
     "COMPILE_MIN_NEURONS",
     "NotLowerable",
     "Program",
+    "RunAhead",
     "Segment",
     "available",
     "cache_dir",

@@ -1,4 +1,4 @@
-"""Built-in processes whose output depends on the time alone, as a table look-up.
+"""Built-in processes without an input, compiled as tables.
 
 nengo's ``WhiteSignal`` draws one period of its signal when its step is made (at
 each reset, from the operator's random state), then returns row
@@ -14,19 +14,47 @@ inverse, which can differ in the last bit).
 A WhiteSignal's table is filled at each reset (`fill_table`) by nengo's own step
 function, made as nengo makes it (same random state), called at each step of one
 period: Spike does not generate the signal itself.
+
+The other built-in processes without an input (`AHEAD_PROCESSES`: the noises,
+which draw random numbers at every step, ``Piecewise`` with another interpolation,
+a WhiteSignal whose period is too long for a table) are *run ahead*: `RunAhead`
+calls nengo's own step function for the next ``rows`` steps at once, in step order,
+into a table whose row ``s % rows`` the compiled step reads at step ``s``. The
+same calls with the same random state in the same order give the same numbers; what
+changes is only when they are made, so the compiled segment is not cut around them.
 """
 
 import numpy as np
 from nengo.builder.signal import SignalDict
-from nengo.processes import Piecewise, PresentInput, WhiteSignal
+from nengo.dists import Gaussian, Uniform
+from nengo.processes import (
+    BrownNoise,
+    FilteredNoise,
+    Piecewise,
+    PresentInput,
+    WhiteNoise,
+    WhiteSignal,
+)
 
 from .symbolic import NotLowerable
 
-TABLE_PROCESSES = (WhiteSignal, PresentInput, Piecewise)
+AHEAD_PROCESSES = (WhiteNoise, FilteredNoise, BrownNoise)
+"""Processes always run ahead (they draw random numbers at every step)."""
+
+TABLE_PROCESSES = (WhiteSignal, PresentInput, Piecewise, *AHEAD_PROCESSES)
+"""Every process type compiled by `lower_table_process`."""
+
+AHEAD_BYTES = 256 * 1024
+"""Bytes of a run-ahead table (a row per step), when that is from 1 to
+`MAX_AHEAD_ROWS` rows."""
+
+MAX_AHEAD_ROWS = 64
+"""Most steps a run-ahead table holds: a refill then costs what 64 of nengo's
+steps cost, once every 64 steps."""
 
 MAX_TABLE_ROWS = 1_000_000
-"""A WhiteSignal whose period has more steps than this runs in Python (filling its
-table would take seconds at each reset)..."""
+"""A WhiteSignal whose period has more steps than this is run ahead (filling a
+table of its period would take seconds at each reset)..."""
 
 MAX_TABLE_VALUES = 8_000_000
 """... and so does one whose table would hold more values than this (64 MB)."""
@@ -39,9 +67,26 @@ def white_signal_rows(process, dt):
     return 2 * int(np.ceil(process.period / dt / 2.0))
 
 
+def ahead_rows(size):
+    """Rows of a run-ahead table of rows of ``size`` values (see `AHEAD_BYTES`)."""
+    return int(np.clip(AHEAD_BYTES // (8 * max(size, 1)), 1, MAX_AHEAD_ROWS))
+
+
+def runs_ahead(op, dt):
+    """True if ``op`` (a ``SimProcess`` of `TABLE_PROCESSES`) is run ahead (see
+    `RunAhead`), not tabled whole."""
+    process = op.process
+    if type(process) is WhiteSignal:
+        rows = white_signal_rows(process, dt)
+        return rows > MAX_TABLE_ROWS or rows * op.output.size > MAX_TABLE_VALUES
+    if type(process) is Piecewise:
+        return process.interpolation != "zero"
+    return type(process) in AHEAD_PROCESSES
+
+
 def lower_table_process(op, signals, dt):
-    """A WhiteSignal, PresentInput or Piecewise ``SimProcess`` (exact types: a
-    subclass may override ``make_step``) as a row of its table, chosen by the time."""
+    """A ``SimProcess`` of one of `TABLE_PROCESSES` (exact types: a subclass may
+    override ``make_step``) as a row of its table, chosen by the time."""
     process = op.process
     if op.input is not None:
         raise NotLowerable(f"{type(process).__name__} with an input")
@@ -51,20 +96,26 @@ def lower_table_process(op, signals, dt):
 
     pt = signals.pt
     t = signals.read(op.t)
-    if type(process) is WhiteSignal:
+
+    def step_row(rows):  # the step number ``round(t / dt)``, modulo ``rows``
+        step = pt.cast(pt.round(t / signals.scalar_input(dt), mode="half_to_even"), "int64")
+        return step % rows
+
+    if type(process) is Piecewise and any(callable(v) for v in process.data.values()):
+        # a user's functions of the time: called ahead, their side effects would
+        # come early
+        raise NotLowerable("Piecewise with functions of the time")
+    if runs_ahead(op, dt):
+        rows = ahead_rows(op.output.size)
+        table = signals.ahead_table(op, (rows, op.output.size))
+        row = step_row(rows)
+    elif type(process) is WhiteSignal:
         rows = white_signal_rows(process, dt)
-        if rows > MAX_TABLE_ROWS or rows * op.output.size > MAX_TABLE_VALUES:
-            raise NotLowerable(f"WhiteSignal of {rows} x {op.output.size} values a period")
         _check_period(op, dt, rows)
         table = signals.reset_table(op, (rows, op.output.size))
-        row = pt.cast(pt.round(t / signals.scalar_input(dt), mode="half_to_even"), "int64")
-        row = row % rows
+        row = step_row(rows)
     elif type(process) is Piecewise:
-        if process.interpolation != "zero":
-            raise NotLowerable(f"Piecewise with {process.interpolation} interpolation")
         times, values = zip(*sorted(process.data.items()))
-        if any(callable(value) for value in values):
-            raise NotLowerable("Piecewise with functions of the time")
         # row 0: zeros (before the first time); row i: the value from times[i - 1]
         rows = [np.zeros(op.output.size)] + [np.ravel(value) for value in values]
         table = signals.constant(np.array(rows, dtype=np.float64))
@@ -104,3 +155,138 @@ def fill_table(op, table, dt, rng, steps=None):
         output[...] = -0.0  # an "inc" operator adds to it: -0.0 + x is x, even -0.0
         step()
         table[i] = output
+
+
+class RunAhead:
+    """Fills a segment's run-ahead tables (see the module's docstring) before the
+    steps that read them.
+
+    Each operator's step function is made once, at the reset, as nengo makes it
+    (the operator's random state, its own scratch signals), then called for the
+    steps ``s .. s + rows - 1`` at once, with the time each has (``s * dt``), its
+    outputs stored in rows ``s % rows``. A step that is not in an operator's window
+    refills its window from that step: at the first step, after each ``rows`` steps,
+    and after the signals were set (`invalidate`).
+
+    A process with state (a filtered noise's filter) keeps it in its scratch
+    signals, so the model's state signals would stay behind: the state after each
+    step is kept in a table of its own, which `sync_state` copies into the model's
+    signals (before they are read, for pickling), and a refill that does not
+    continue the window starts from the model's state (after they were set).
+
+    Parameters
+    ----------
+    entries : list of (op, table, rng)
+        The operators, their tables and the random states to make their steps with.
+    dt : float
+    signals : SignalDict
+        The model's signals (the state signals of ``op``).
+    next_step : callable
+        The number of the step about to run (1 for the first after a reset).
+    """
+
+    def __init__(self, entries, dt, signals, next_step):
+        self.dt = dt
+        self.signals = signals
+        self.next_step = next_step
+        self.entries = []
+        for op, table, rng in entries:
+            draw = _batched_draw(op, rng, dt)
+            if draw is not None:
+                self.entries.append(_Ahead(None, table, None, None, [], draw))
+                continue
+            scratch = SignalDict()
+            op.init_signals(scratch)
+            states = [
+                (sig, scratch[sig], np.zeros((table.shape[0],) + sig.shape))
+                for sig in op.state.values()
+            ]
+            self.entries.append(
+                _Ahead(
+                    op.make_step(scratch, dt, rng), table, scratch[op.t],
+                    scratch[op.output], states,
+                )
+            )
+        self.low = self.high = 0  # steps every window holds: [low, high)
+
+    def step(self):
+        """Before a step: refill the windows that do not hold it."""
+        n = self.next_step()
+        if self.low <= n < self.high:
+            return
+        for entry in self.entries:
+            if not entry.start <= n < entry.stop:
+                entry.fill(n, self.dt, self.signals)
+        self.low = max(entry.start for entry in self.entries)
+        self.high = min(entry.stop for entry in self.entries)
+
+    def sync_state(self, n_steps):
+        """Copy the state after step ``n_steps`` into the model's signals."""
+        for entry in self.entries:
+            if entry.start <= n_steps < entry.stop:
+                row = n_steps % entry.table.shape[0]
+                for sig, _, kept in entry.states:
+                    self.signals[sig][...] = kept[row]
+
+    def invalidate(self):
+        """The model's signals were set: refill from them at the next step."""
+        for entry in self.entries:
+            entry.start = entry.stop = -1
+        self.low = self.high = 0
+
+
+def _batched_draw(op, rng, dt):
+    """For a white noise of a Gaussian or (real) uniform distribution, a function
+    ``draw(rows)`` that returns its next ``rows`` steps' outputs at once, drawn as
+    nengo draws them (``process.get_rng``, then ``dist.sample``): numpy's legacy
+    normal and uniform draws make the same numbers in the same order whether asked
+    for one row at a time or many (the Gaussian's spare value is part of the random
+    state). None for other processes and distributions (their steps are called)."""
+    process = op.process
+    if type(process) is not WhiteNoise:
+        return None
+    dist = process.dist
+    if not (type(dist) is Gaussian or (type(dist) is Uniform and not dist.integer)):
+        return None
+    rng = process.get_rng(rng)  # as nengo's SimProcess.make_step does, once
+    alpha = 1.0 / np.sqrt(dt)  # nengo's WhiteNoise.make_step's
+    scale, size = process.scale, op.output.size
+
+    def draw(rows):
+        values = dist.sample(n=rows, d=size, rng=rng)
+        return alpha * values if scale else values
+
+    return draw
+
+
+class _Ahead:
+    """One operator of `RunAhead`: its step (or batched ``draw``), table, window
+    and state."""
+
+    def __init__(self, step, table, time, output, states, draw=None):
+        self.step = step
+        self.draw = draw
+        self.table = table
+        self.time = time
+        self.output = output
+        self.states = states  # (model signal, scratch array, table of states)
+        self.start = self.stop = 0  # the steps the table holds: [start, stop)
+
+    def fill(self, first, dt, signals):
+        if first != self.stop:  # not the next window: start from the model's state
+            for sig, now, _ in self.states:
+                now[...] = signals[sig]
+        rows = self.table.shape[0]
+        self.start, self.stop = first, first + rows
+        if self.draw is not None:
+            self.table[np.arange(first, first + rows) % rows] = self.draw(rows)
+            return
+        time, output, step = self.time, self.output, self.step
+        for k in range(first, first + rows):
+            time[...] = k * dt
+            output[...] = -0.0  # an "inc" operator adds to it: -0.0 + x is x, even -0.0
+            step()
+            row = k % rows
+            self.table[row] = output
+            for _, now, kept in self.states:
+                kept[row] = now

@@ -64,6 +64,15 @@ class Segment:
             if recipe[0] == "table"
         ]
 
+    def ahead_tables(self):
+        """``(op, array)`` for each input that the steps fill ahead with what ``op``
+        outputs (see `spike.compiler.processes.RunAhead`)."""
+        return [
+            (recipe[1], array)
+            for array, recipe in zip(self.arrays, self.recipes)
+            if recipe[0] == "ahead"
+        ]
+
     def callable(self):
         """What a step calls with ``arrays``: the Numba function PyTensor compiled,
         called directly where it can be, not through ``Function.__call__``, which

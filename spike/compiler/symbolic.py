@@ -160,10 +160,11 @@ class SymbolicSignals:
         ``("blocks_t", base, dtype)``: a read-only base of blocks ``(n, R, C)``,
         each transposed, ``(n, C, R)`` (see `read_blocks_transposed`);
         ``("literal", array)``: the array itself (indices, filter coefficients);
-        ``("table", op, shape)``: zeros, which each reset fills (see `reset_table`).
+        ``("table", op, shape)``: zeros, which each reset fills (see `reset_table`);
+        ``("ahead", op, shape)``: zeros, which the steps fill ahead (see `ahead_table`).
         """
         kind = recipe[0]
-        if kind == "table":
+        if kind in ("table", "ahead"):
             return np.zeros(recipe[2])
         if kind == "readonly":
             return self._readonly_flat(recipe[1], recipe[2])
@@ -345,6 +346,12 @@ class SymbolicSignals:
         reset, before a run (see `spike.compiler.processes.fill_table`); zeros until
         then."""
         return self._constant_input(("table", op), ("table", op, tuple(shape)))
+
+    def ahead_table(self, op, shape):
+        """A float64 input of ``shape``: row ``s % rows`` holds what ``op`` outputs
+        at step ``s``, filled a window of ``rows`` steps ahead, before the step that
+        needs them (see `spike.compiler.processes.RunAhead`); zeros until then."""
+        return self._constant_input(("ahead", op), ("ahead", op, tuple(shape)))
 
     def index_input(self, indices):
         """Integer indices as a function input (see `constant`)."""
