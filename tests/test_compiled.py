@@ -123,16 +123,24 @@ def test_processes_of_the_time_are_compiled_tables(monkeypatch):
         rows = processes.white_signal_rows
         patch.setattr(processes, "white_signal_rows", lambda *args: rows(*args) + 2)
         assert python_ops(compiled_executor(net)).count("SimProcess") == 2
+    # three and a half periods of ``short``; then another seed: ``short`` draws
+    # another signal, so its table is refilled
+    assert_same_before_and_after_reset(net, [350], seed=7, after=350)
+
+
+def assert_same_before_and_after_reset(net, runs, seed, after):
+    """nengo and Spike (two compiled workers) give the same probe data after runs
+    of ``runs`` steps, and again after a reset with ``seed`` and ``after`` steps."""
     with nengo.Simulator(net, progress_bar=False) as ref:
-        ref.run_steps(350)  # three and a half periods of ``short``
+        ref.run_steps(sum(runs))
         with spike.Simulator(net, workers=2, compile=True, progress_bar=False) as sim:
-            sim.run_steps(350)
+            for steps in runs:
+                sim.run_steps(steps)
             assert_same_probes(net, ref, sim)
-            # another seed: ``short`` draws another signal, so its table is refilled
-            sim.reset(seed=7)
-            ref.reset(seed=7)
-            ref.run_steps(350)
-            sim.run_steps(350)
+            sim.reset(seed=seed)
+            ref.reset(seed=seed)
+            ref.run_steps(after)
+            sim.run_steps(after)
             assert_same_probes(net, ref, sim)
 
 
@@ -198,17 +206,8 @@ def test_noise_runs_ahead_compiled():
     (run_ahead,) = executor.run_ahead
     batched = [entry.draw is not None for entry in run_ahead.entries]
     assert sorted(batched) == [False] * 5 + [True] * 3  # white Gaussian, uniform
-    with nengo.Simulator(net, progress_bar=False) as ref:
-        ref.run_steps(301)
-        with spike.Simulator(net, workers=2, compile=True, progress_bar=False) as sim:
-            for steps in (13, 64, 1, 223):  # windows of 16 and 64 rows cut anywhere
-                sim.run_steps(steps)
-            assert_same_probes(net, ref, sim)
-            sim.reset(seed=9)
-            ref.reset(seed=9)
-            ref.run_steps(100)
-            sim.run_steps(100)
-            assert_same_probes(net, ref, sim)
+    # runs that end inside windows of 16 and 64 rows
+    assert_same_before_and_after_reset(net, [13, 64, 1, 223], seed=9, after=100)
 
 
 @needs_libm_lif
