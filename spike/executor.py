@@ -132,7 +132,10 @@ class Executor:
             if isinstance(item, compiler.Segment):
                 for op, table in item.reset_tables():
                     compiler.fill_table(op, table, self.plan.dt, rng_of(op))
-                ahead = [(op, table, rng_of(op)) for op, table in item.ahead_tables()]
+                ahead = [
+                    (op, table, rng_of(op), batched)
+                    for op, table, batched in item.ahead_tables()
+                ]
                 if ahead:
                     run_ahead = compiler.RunAhead(
                         ahead, self.plan.dt, self.signals, lambda: self.n_steps + 1

@@ -145,10 +145,11 @@ def assert_same_before_and_after_reset(net, runs, seed, after):
 
 
 def noisy_network(seed=4, piecewise=True):
-    """Every process run ahead: the noises (white ones of Gaussian and uniform
-    distributions, drawn many steps at once, and of another, drawn a step at a
-    time; a filtered one, with a state), on Nodes and on neurons, a linear
-    Piecewise (which nengo cannot pickle); tables of 16 to 64 rows. Each noise has its own seed: nengo seeds the others from one
+    """Every process run ahead: the noises, on Nodes and on neurons (white and
+    filtered ones of Gaussian and uniform distributions, drawn many steps at once,
+    the filters compiled; white and filtered ones of another distribution, nengo's
+    steps called, the filter's state kept per step), a linear Piecewise (which
+    nengo cannot pickle); tables of 16 to 32 rows. Each noise has its own seed: nengo seeds the others from one
     random state in its step order, which may differ between two builds of a
     network in one Python process (two ops independent of each other)."""
     with nengo.Network(seed=seed) as net:
@@ -163,6 +164,9 @@ def noisy_network(seed=4, piecewise=True):
             nengo.processes.FilteredNoise(synapse=nengo.Alpha(0.01), seed=4), size_out=3
         )
         brown = nengo.Node(nengo.processes.BrownNoise(seed=5), size_out=1)
+        chosen = nengo.Node(nengo.processes.FilteredNoise(
+            nengo.Alpha(0.005), nengo.dists.Choice([[-1.0], [0.5]]), seed=10
+        ), size_out=1)
         linear = nengo.Node(nengo.processes.Piecewise(
             {0: [0, 1], 0.1: [1, -1], 0.25: [0.5, 0]},
             interpolation="linear" if piecewise else "zero",
@@ -180,8 +184,9 @@ def noisy_network(seed=4, piecewise=True):
         nengo.Connection(linear, a)
         nengo.Connection(filtered, b, transform=0.1)
         nengo.Connection(brown, b[0])
+        nengo.Connection(chosen, b[1], transform=0.1)
         nengo.Connection(a, b[:2])
-        for node in (white, uniform, choice, filtered, brown, linear):
+        for node in (white, uniform, choice, filtered, brown, chosen, linear):
             nengo.Probe(node)
         nengo.Probe(a.neurons)
         nengo.Probe(b, synapse=0.01)
@@ -199,15 +204,15 @@ def test_noise_runs_ahead_compiled():
     assert "SimProcess" not in python_ops(executor)
     rows = {
         table.shape[0] for item in executor.program.items
-        if isinstance(item, compiler.Segment) for _, table in item.ahead_tables()
+        if isinstance(item, compiler.Segment) for _, table, _ in item.ahead_tables()
     }
-    assert rows == {16, 64}  # b's 2000 neurons: 16 rows; the others: at most 64
+    assert rows == {16, 32}  # b's 2000 neurons: 16 rows; the others: at most 32
     executor.reset({})
     (run_ahead,) = executor.run_ahead
     batched = [entry.draw is not None for entry in run_ahead.entries]
-    assert sorted(batched) == [False] * 5 + [True] * 3  # white Gaussian, uniform
-    # runs that end inside windows of 16 and 64 rows
-    assert_same_before_and_after_reset(net, [13, 64, 1, 223], seed=9, after=100)
+    assert sorted(batched) == [False] * 3 + [True] * 6  # Choice's, Piecewise: not
+    # runs that end inside windows of 16 and 32 rows
+    assert_same_before_and_after_reset(net, [13, 32, 1, 255], seed=9, after=100)
 
 
 @needs_libm_lif
@@ -219,7 +224,7 @@ def test_noise_run_ahead_pickles_as_nengo():
 
     def pickled_run(simulator, **kwargs):
         with simulator(net, progress_bar=False, **kwargs) as sim:
-            sim.run_steps(70)  # inside a window of 64 rows (and of 16)
+            sim.run_steps(70)  # inside a window of 32 rows (and of 16)
             clone = pickle.loads(pickle.dumps(sim))
         with clone:
             clone.run_steps(50)
@@ -240,7 +245,7 @@ def test_white_signal_of_a_long_period_runs_ahead(monkeypatch):
     executor = compiled_executor(net)
     assert "SimProcess" not in python_ops(executor)
     (segment,) = [i for i in executor.program.items if isinstance(i, compiler.Segment)]
-    assert [table.shape for _, table in segment.ahead_tables()] == [(64, 2)]
+    assert [table.shape for _, table, _ in segment.ahead_tables()] == [(32, 2)]
     assert not segment.reset_tables()
     assert_equivalent(net, steps=700, workers=1, compile=True)
 

@@ -22,6 +22,7 @@ from nengo.builder.operator import (
 )
 from nengo.builder.probe import SimProbe
 from nengo.builder.processes import SimProcess
+from nengo.processes import WhiteNoise
 from nengo.synapses import Alpha, LinearFilter, Lowpass
 
 from ..split import SplitSimPES
@@ -33,7 +34,13 @@ from .kernels import (
     skipping_zeros_is_exact,
 )
 from .neurons import lower_neurons
-from .processes import TABLE_PROCESSES, lower_table_process
+from .processes import (
+    AHEAD_PROCESSES,
+    TABLE_PROCESSES,
+    ahead_row,
+    draws_in_batches,
+    lower_table_process,
+)
 from .symbolic import NotLowerable
 
 
@@ -263,8 +270,13 @@ def linear_filter(op, dt):
         raise NotLowerable(f"{type(process).__name__} runs in Python")
     if op.output.ndim != 1:
         raise NotLowerable("linear filter on a matrix signal")
-    A, B, C, D = process._get_ss(dt)
-    X = op.state["X"].initial_value
+    return filter_step(process, op.state["X"].initial_value, dt)
+
+
+def filter_step(synapse, X, dt):
+    """``(step, A, B, C, D)`` for a linear-filter ``synapse`` whose state starts
+    at ``X`` (see `linear_filter`)."""
+    A, B, C, D = synapse._get_ss(dt)
     for step in ("NoX", "OneX", "NoD", "General"):
         if getattr(LinearFilter, step).check(A, B, C, D, X):
             return step, A, B, C, D
@@ -284,33 +296,59 @@ def lower_sim_process(op, signals, dt):
 
 def lower_linear_filter(op, signals, dt):
     """A linear-filter synapse, with the step nengo picks for its matrices."""
-    pt = signals.pt
-    step, A, B, C, D = linear_filter(op, dt)
-    X_sig = op.state["X"]
     u = signals.read(op.input)
+    y = filtered(signals, linear_filter(op, dt), op.state["X"], u)
+    signals.write(op.output, y, inc=op.mode == "inc")
+
+
+def filtered(signals, filter_matrices, X_sig, u):
+    """The output of nengo's linear-filter step (``filter_matrices`` as
+    `filter_step` gives them) on input ``u``, updating its state ``X_sig``."""
+    pt = signals.pt
+    step, A, B, C, D = filter_matrices
     if step == "NoX":
-        y = D.item() * u
-    elif step == "OneX":
+        return D.item() * u
+    if step == "OneX":
         a, b = A.item(), C.item() * B.item()
         X = signals.read(X_sig) * a + b * u
         signals.write(X_sig, X)
-        y = X[0]
-    else:
-        A, B, C = (signals.constant(M) for M in (A, B.reshape((-1, 1)), C))
-        X = signals.read(X_sig)
-        if step == "NoD":
-            X = pt.dot(A, X) + B * u
-            signals.write(X_sig, X)
-            y = pt.dot(C, X)[0]
-        else:
-            y = pt.dot(C, X)[0] + D.item() * u
-            signals.write(X_sig, pt.dot(A, X) + B * u)
+        return X[0]
+    A, B, C = (signals.constant(M) for M in (A, B.reshape((-1, 1)), C))
+    X = signals.read(X_sig)
+    if step == "NoD":
+        X = pt.dot(A, X) + B * u
+        signals.write(X_sig, X)
+        return pt.dot(C, X)[0]
+    y = pt.dot(C, X)[0] + D.item() * u
+    signals.write(X_sig, pt.dot(A, X) + B * u)
+    return y
+
+
+def lower_noise(op, signals, dt):
+    """A white, filtered or Brownian noise (see `spike.compiler.processes`). A
+    filtered one whose white noise is drawn in batches and whose synapse is a
+    linear filter nengo steps as it steps synapses: its draws run ahead, its
+    filter is compiled (its state then stays in the model's signals). Otherwise the
+    whole process runs ahead."""
+    process = op.process
+    if type(process) is WhiteNoise or not draws_in_batches(process):
+        return lower_table_process(op, signals, dt)
+    if type(process.synapse) not in LINEAR_FILTERS or op.input is not None:
+        return lower_table_process(op, signals, dt)
+    if op.output.ndim != 1:
+        raise NotLowerable(f"{type(process).__name__} on a matrix signal")
+    try:
+        matrices = filter_step(process.synapse, op.state["X"].initial_value, dt)
+    except NotLowerable:
+        return lower_table_process(op, signals, dt)
+    y = filtered(signals, matrices, op.state["X"], ahead_row(op, signals, dt, batched=True))
     signals.write(op.output, y, inc=op.mode == "inc")
 
 
 PROCESS_LOWERINGS = {
     **{process: lower_linear_filter for process in LINEAR_FILTERS},
     **{process: lower_table_process for process in TABLE_PROCESSES},
+    **{process: lower_noise for process in AHEAD_PROCESSES},
 }
 """The process types a ``SimProcess`` is compiled for, with their lowerings."""
 

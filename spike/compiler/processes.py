@@ -48,9 +48,10 @@ AHEAD_BYTES = 256 * 1024
 """Bytes of a run-ahead table (a row per step), when that is from 1 to
 `MAX_AHEAD_ROWS` rows."""
 
-MAX_AHEAD_ROWS = 64
-"""Most steps a run-ahead table holds: a refill then costs what 64 of nengo's
-steps cost, once every 64 steps."""
+MAX_AHEAD_ROWS = 32
+"""Most steps a run-ahead table holds: a refill then costs what 32 of nengo's
+steps cost (or one batched draw), once every 32 steps. A table of a 200-neuron
+ensemble's noise is then 50 kB."""
 
 MAX_TABLE_ROWS = 1_000_000
 """A WhiteSignal whose period has more steps than this is run ahead (filling a
@@ -84,6 +85,34 @@ def runs_ahead(op, dt):
     return type(process) in AHEAD_PROCESSES
 
 
+def draws_in_batches(process):
+    """True for a white or filtered noise (exact types) of a Gaussian or real
+    uniform distribution: numpy's legacy normal and uniform draws make the same
+    numbers in the same order whether asked for one row at a time or many (the
+    Gaussian's spare value is part of the random state), so its draws for many
+    steps can be made in one call (see `_batched_draw`)."""
+    if type(process) not in AHEAD_PROCESSES:
+        return False
+    dist = process.dist
+    return type(dist) is Gaussian or (type(dist) is Uniform and not dist.integer)
+
+
+def step_row(signals, t, dt, rows):
+    """The step number ``round(t / dt)`` modulo ``rows``, symbolic."""
+    pt = signals.pt
+    step = pt.cast(pt.round(t / signals.scalar_input(dt), mode="half_to_even"), "int64")
+    return step % rows
+
+
+def ahead_row(op, signals, dt, batched):
+    """The row of ``op``'s run-ahead table for the step (see `RunAhead`): its
+    outputs, or with ``batched``, its white noise's draws (scaled as nengo scales
+    them), the filter of a filtered noise being compiled."""
+    rows = ahead_rows(op.output.size)
+    table = signals.ahead_table(op, (rows, op.output.size), batched)
+    return table[step_row(signals, signals.read(op.t), dt, rows)]
+
+
 def lower_table_process(op, signals, dt):
     """A ``SimProcess`` of one of `TABLE_PROCESSES` (exact types: a subclass may
     override ``make_step``) as a row of its table, chosen by the time."""
@@ -96,24 +125,31 @@ def lower_table_process(op, signals, dt):
 
     pt = signals.pt
     t = signals.read(op.t)
-
-    def step_row(rows):  # the step number ``round(t / dt)``, modulo ``rows``
-        step = pt.cast(pt.round(t / signals.scalar_input(dt), mode="half_to_even"), "int64")
-        return step % rows
-
     if type(process) is Piecewise and any(callable(v) for v in process.data.values()):
         # a user's functions of the time: called ahead, their side effects would
         # come early
         raise NotLowerable("Piecewise with functions of the time")
     if runs_ahead(op, dt):
+        batched = type(process) is WhiteNoise and draws_in_batches(process)
+        ranges = signals.disjoint_arena_ranges((op.output, op.t))
+        if ranges is None:
+            value = ahead_row(op, signals, dt, batched)
+            signals.write(op.output, value, inc=op.mode == "inc")
+            return
+        from .kernels import TableRowToArena
+
         rows = ahead_rows(op.output.size)
-        table = signals.ahead_table(op, (rows, op.output.size))
-        row = step_row(rows)
-    elif type(process) is WhiteSignal:
+        kernel = TableRowToArena(
+            time_at=ranges[1], dt=float(dt), rows=rows, dst_start=ranges[0],
+            n=op.output.size, inc=op.mode == "inc", inplace=False,
+        )
+        signals.apply_to_arena(kernel, signals.ahead_table(op, (rows, op.output.size), batched))
+        return
+    if type(process) is WhiteSignal:
         rows = white_signal_rows(process, dt)
         _check_period(op, dt, rows)
         table = signals.reset_table(op, (rows, op.output.size))
-        row = step_row(rows)
+        row = step_row(signals, t, dt, rows)
     elif type(process) is Piecewise:
         times, values = zip(*sorted(process.data.items()))
         # row 0: zeros (before the first time); row i: the value from times[i - 1]
@@ -176,8 +212,10 @@ class RunAhead:
 
     Parameters
     ----------
-    entries : list of (op, table, rng)
-        The operators, their tables and the random states to make their steps with.
+    entries : list of (op, table, rng, batched)
+        The operators, their tables, the random states to make their steps with,
+        and whether a table holds the white noise's draws (`_batched_draw`, drawn
+        many steps at once) instead of the outputs of nengo's steps.
     dt : float
     signals : SignalDict
         The model's signals (the state signals of ``op``).
@@ -190,9 +228,9 @@ class RunAhead:
         self.signals = signals
         self.next_step = next_step
         self.entries = []
-        for op, table, rng in entries:
-            draw = _batched_draw(op, rng, dt)
-            if draw is not None:
+        for op, table, rng, batched in entries:
+            if batched:
+                draw = _batched_draw(op.process, op.output.size, rng, dt)
                 self.entries.append(_Ahead(None, table, None, None, [], draw))
                 continue
             scratch = SignalDict()
@@ -235,22 +273,14 @@ class RunAhead:
         self.low = self.high = 0
 
 
-def _batched_draw(op, rng, dt):
-    """For a white noise of a Gaussian or (real) uniform distribution, a function
-    ``draw(rows)`` that returns its next ``rows`` steps' outputs at once, drawn as
-    nengo draws them (``process.get_rng``, then ``dist.sample``): numpy's legacy
-    normal and uniform draws make the same numbers in the same order whether asked
-    for one row at a time or many (the Gaussian's spare value is part of the random
-    state). None for other processes and distributions (their steps are called)."""
-    process = op.process
-    if type(process) is not WhiteNoise:
-        return None
-    dist = process.dist
-    if not (type(dist) is Gaussian or (type(dist) is Uniform and not dist.integer)):
-        return None
+def _batched_draw(process, size, rng, dt):
+    """``draw(rows)``: the next ``rows`` steps' white values of ``process`` (see
+    `draws_in_batches`) of ``size`` values, in one call, as nengo's step draws and
+    scales them a step at a time (``process.get_rng``, ``dist.sample``, times
+    ``1 / sqrt(dt)`` if ``scale``)."""
     rng = process.get_rng(rng)  # as nengo's SimProcess.make_step does, once
     alpha = 1.0 / np.sqrt(dt)  # nengo's WhiteNoise.make_step's
-    scale, size = process.scale, op.output.size
+    dist, scale = process.dist, process.scale
 
     def draw(rows):
         values = dist.sample(n=rows, d=size, rng=rng)

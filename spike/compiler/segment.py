@@ -37,7 +37,8 @@ class Segment:
         """Call the function once on copies of its arrays: the first call compiles
         (or loads the compiled code), so a run then starts at full speed.
 
-        The copies keep each array's read-only flag: Numba compiles one version of
+        The copies (of all but the tables, which the function only reads) keep
+        each array's read-only flag: Numba compiles one version of
         the code per set of argument types, and read-only is part of an array's type
         (copies that were all writable had the first step of a run compile again).
         """
@@ -46,7 +47,10 @@ class Segment:
         import numpy as np
 
         copies = []
-        for array in self.arrays:
+        for array, recipe in zip(self.arrays, self.recipes):
+            if recipe[0] in ("table", "ahead"):  # only read: no copy (tables are big)
+                copies.append(array)
+                continue
             copy = np.array(array, copy=True)
             copy.flags.writeable = array.flags.writeable
             copies.append(copy)
@@ -65,10 +69,11 @@ class Segment:
         ]
 
     def ahead_tables(self):
-        """``(op, array)`` for each input that the steps fill ahead with what ``op``
-        outputs (see `spike.compiler.processes.RunAhead`)."""
+        """``(op, array, batched)`` for each input that the steps fill ahead with
+        what ``op`` outputs, or with ``batched``, its white noise's draws (see
+        `spike.compiler.processes.RunAhead`)."""
         return [
-            (recipe[1], array)
+            (recipe[1], array, recipe[3])
             for array, recipe in zip(self.arrays, self.recipes)
             if recipe[0] == "ahead"
         ]

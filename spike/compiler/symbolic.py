@@ -161,7 +161,8 @@ class SymbolicSignals:
         each transposed, ``(n, C, R)`` (see `read_blocks_transposed`);
         ``("literal", array)``: the array itself (indices, filter coefficients);
         ``("table", op, shape)``: zeros, which each reset fills (see `reset_table`);
-        ``("ahead", op, shape)``: zeros, which the steps fill ahead (see `ahead_table`).
+        ``("ahead", op, shape, batched)``: zeros, which the steps fill ahead (see
+        `ahead_table`).
         """
         kind = recipe[0]
         if kind in ("table", "ahead"):
@@ -347,11 +348,13 @@ class SymbolicSignals:
         then."""
         return self._constant_input(("table", op), ("table", op, tuple(shape)))
 
-    def ahead_table(self, op, shape):
+    def ahead_table(self, op, shape, batched=False):
         """A float64 input of ``shape``: row ``s % rows`` holds what ``op`` outputs
-        at step ``s``, filled a window of ``rows`` steps ahead, before the step that
-        needs them (see `spike.compiler.processes.RunAhead`); zeros until then."""
-        return self._constant_input(("ahead", op), ("ahead", op, tuple(shape)))
+        at step ``s`` (with ``batched``, its white noise's draws), filled a window
+        of ``rows`` steps ahead, before the step that needs them (see
+        `spike.compiler.processes.RunAhead`); zeros until then."""
+        recipe = ("ahead", op, tuple(shape), bool(batched))
+        return self._constant_input(("ahead", op), recipe)
 
     def index_input(self, indices):
         """Integer indices as a function input (see `constant`)."""
