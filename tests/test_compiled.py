@@ -209,7 +209,7 @@ def test_noise_runs_ahead_compiled():
     assert rows == {16, 32}  # b's 2000 neurons: 16 rows; the others: at most 32
     executor.reset({})
     (run_ahead,) = executor.run_ahead
-    batched = [entry.draw is not None for entry in run_ahead.entries]
+    batched = [isinstance(entry, processes._DrawnAhead) for entry in run_ahead.entries]
     assert sorted(batched) == [False] * 3 + [True] * 6  # Choice's, Piecewise: not
     # runs that end inside windows of 16 and 32 rows
     assert_same_before_and_after_reset(net, [13, 32, 1, 255], seed=9, after=100)

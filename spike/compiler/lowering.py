@@ -331,15 +331,19 @@ def lower_noise(op, signals, dt):
     filter is compiled (its state then stays in the model's signals). Otherwise the
     whole process runs ahead."""
     process = op.process
-    if type(process) is WhiteNoise or not draws_in_batches(process):
-        return lower_table_process(op, signals, dt)
-    if type(process.synapse) not in LINEAR_FILTERS or op.input is not None:
-        return lower_table_process(op, signals, dt)
-    if op.output.ndim != 1:
-        raise NotLowerable(f"{type(process).__name__} on a matrix signal")
-    try:
-        matrices = filter_step(process.synapse, op.state["X"].initial_value, dt)
-    except NotLowerable:
+    matrices = None
+    if (
+        type(process) is not WhiteNoise
+        and draws_in_batches(process)
+        and type(process.synapse) in LINEAR_FILTERS
+        and op.input is None
+        and op.output.ndim == 1
+    ):
+        try:
+            matrices = filter_step(process.synapse, op.state["X"].initial_value, dt)
+        except NotLowerable:
+            pass
+    if matrices is None:
         return lower_table_process(op, signals, dt)
     y = filtered(signals, matrices, op.state["X"], ahead_row(op, signals, dt, batched=True))
     signals.write(op.output, y, inc=op.mode == "inc")

@@ -177,20 +177,31 @@ def _check_period(op, dt, rows):
         raise NotLowerable("WhiteSignal whose period is not the expected number of steps")
 
 
+class _NengoSteps:
+    """``op``'s own step function, made as nengo makes it (with ``rng``) on scratch
+    signals, called at chosen steps: `output_at` sets the time as nengo's
+    ``TimeUpdate`` computes it (``step * dt``) and returns the output."""
+
+    def __init__(self, op, dt, rng):
+        self.scratch = SignalDict()
+        op.init_signals(self.scratch)
+        self.step = op.make_step(self.scratch, dt, rng)
+        self.dt = dt
+        self.time, self.output = self.scratch[op.t], self.scratch[op.output]
+
+    def output_at(self, step):
+        self.time[...] = step * self.dt
+        self.output[...] = -0.0  # an "inc" operator adds to it: -0.0 + x is x, even -0.0
+        self.step()
+        return self.output
+
+
 def fill_table(op, table, dt, rng, steps=None):
     """Fill ``op``'s table (a WhiteSignal's) with its outputs at steps ``0 .. n-1``
-    (or at ``steps``): nengo's own step function, made with ``rng`` as nengo makes
-    it, called with the time each step has (``step * dt``, as nengo's
-    ``TimeUpdate`` computes it)."""
-    scratch = SignalDict()
-    op.init_signals(scratch)
-    step = op.make_step(scratch, dt, rng)
-    time, output = scratch[op.t], scratch[op.output]
+    (or at ``steps``): nengo's own step function (`_NengoSteps`)."""
+    nengo_steps = _NengoSteps(op, dt, rng)
     for i, k in enumerate(range(table.shape[0]) if steps is None else steps):
-        time[...] = k * dt
-        output[...] = -0.0  # an "inc" operator adds to it: -0.0 + x is x, even -0.0
-        step()
-        table[i] = output
+        table[i] = nengo_steps.output_at(k)
 
 
 class RunAhead:
@@ -224,27 +235,13 @@ class RunAhead:
     """
 
     def __init__(self, entries, dt, signals, next_step):
-        self.dt = dt
         self.signals = signals
         self.next_step = next_step
-        self.entries = []
-        for op, table, rng, batched in entries:
-            if batched:
-                draw = _batched_draw(op.process, op.output.size, rng, dt)
-                self.entries.append(_Ahead(None, table, None, None, [], draw))
-                continue
-            scratch = SignalDict()
-            op.init_signals(scratch)
-            states = [
-                (sig, scratch[sig], np.zeros((table.shape[0],) + sig.shape))
-                for sig in op.state.values()
-            ]
-            self.entries.append(
-                _Ahead(
-                    op.make_step(scratch, dt, rng), table, scratch[op.t],
-                    scratch[op.output], states,
-                )
-            )
+        self.entries = [
+            _DrawnAhead(table, _batched_draw(op.process, op.output.size, rng, dt))
+            if batched else _SteppedAhead(table, _NengoSteps(op, dt, rng), op.state)
+            for op, table, rng, batched in entries
+        ]
         self.low = self.high = 0  # steps every window holds: [low, high)
 
     def step(self):
@@ -254,7 +251,7 @@ class RunAhead:
             return
         for entry in self.entries:
             if not entry.start <= n < entry.stop:
-                entry.fill(n, self.dt, self.signals)
+                entry.fill(n, self.signals)
         self.low = max(entry.start for entry in self.entries)
         self.high = min(entry.stop for entry in self.entries)
 
@@ -290,33 +287,50 @@ def _batched_draw(process, size, rng, dt):
 
 
 class _Ahead:
-    """One operator of `RunAhead`: its step (or batched ``draw``), table, window
-    and state."""
+    """One operator of `RunAhead`: its table, the steps it holds, its state."""
 
-    def __init__(self, step, table, time, output, states, draw=None):
-        self.step = step
-        self.draw = draw
+    states = ()  # (model signal, scratch array, table of states after each step)
+
+    def __init__(self, table):
         self.table = table
-        self.time = time
-        self.output = output
-        self.states = states  # (model signal, scratch array, table of states)
         self.start = self.stop = 0  # the steps the table holds: [start, stop)
 
-    def fill(self, first, dt, signals):
-        if first != self.stop:  # not the next window: start from the model's state
+    def fill(self, first, signals):
+        """Fill the table with steps ``first ..``, from the model's state unless
+        this continues the last window."""
+        if first != self.stop:
             for sig, now, _ in self.states:
                 now[...] = signals[sig]
         rows = self.table.shape[0]
         self.start, self.stop = first, first + rows
-        if self.draw is not None:
-            self.table[np.arange(first, first + rows) % rows] = self.draw(rows)
-            return
-        time, output, step = self.time, self.output, self.step
+        self._write(first, rows)
+
+
+class _DrawnAhead(_Ahead):
+    """A white noise's draws, ``rows`` steps in one call (`_batched_draw`)."""
+
+    def __init__(self, table, draw):
+        super().__init__(table)
+        self.draw = draw
+
+    def _write(self, first, rows):
+        self.table[np.arange(first, first + rows) % rows] = self.draw(rows)
+
+
+class _SteppedAhead(_Ahead):
+    """Outputs of nengo's step, called step by step, with the state after each."""
+
+    def __init__(self, table, nengo_steps, op_state):
+        super().__init__(table)
+        self.nengo_steps = nengo_steps
+        self.states = [
+            (sig, nengo_steps.scratch[sig], np.zeros((table.shape[0],) + sig.shape))
+            for sig in op_state.values()
+        ]
+
+    def _write(self, first, rows):
         for k in range(first, first + rows):
-            time[...] = k * dt
-            output[...] = -0.0  # an "inc" operator adds to it: -0.0 + x is x, even -0.0
-            step()
             row = k % rows
-            self.table[row] = output
+            self.table[row] = self.nengo_steps.output_at(k)
             for _, now, kept in self.states:
                 kept[row] = now

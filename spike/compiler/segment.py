@@ -34,11 +34,12 @@ class Segment:
         ]
 
     def warm_up(self):
-        """Call the function once on copies of its arrays: the first call compiles
-        (or loads the compiled code), so a run then starts at full speed.
+        """Call the function once, on copies of the arrays it updates (`state`):
+        the first call compiles (or loads the compiled code), so a run then starts
+        at full speed. The arrays it only reads (constants, tables) are passed as
+        they are.
 
-        The copies (of all but the tables, which the function only reads) keep
-        each array's read-only flag: Numba compiles one version of
+        The copies keep each array's read-only flag: Numba compiles one version of
         the code per set of argument types, and read-only is part of an array's type
         (copies that were all writable had the first step of a run compile again).
         """
@@ -46,9 +47,10 @@ class Segment:
 
         import numpy as np
 
+        updated = {id(array) for array in self.state}
         copies = []
-        for array, recipe in zip(self.arrays, self.recipes):
-            if recipe[0] in ("table", "ahead"):  # only read: no copy (tables are big)
+        for array in self.arrays:
+            if id(array) not in updated:
                 copies.append(array)
                 continue
             copy = np.array(array, copy=True)
