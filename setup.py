@@ -19,7 +19,7 @@ setup(
         "msgpack>=1.0",
         "cloudpickle>=2.0",
         "paramiko>=3.0",  # starting host daemons over SSH (ssh=True, --ssh)
-        "pymetis>=2023.1",  # graph partitions of the actors (spike.placement)
+        "pymetis>=2023.1",  # graph partitions of the actors (spike.plan.placement)
         "matplotlib>=3.5",
         # compiled workers (theano-pymc cannot run on Python 3.11 with a current
         # numpy); PyTensor 3 compiles with Numba, whose dot products use scipy's BLAS
@@ -38,7 +38,7 @@ setup(
         ],
     },
     entry_points={
-        "console_scripts": ["spike=spike.cli:main", "spike-daemon=spike.daemon:main"],
+        "console_scripts": ["spike=spike.tools.cli:main", "spike-daemon=spike.cluster.daemon:main"],
         "nengo.backends": ["spike=spike:Simulator"],
     },
 )

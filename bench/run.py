@@ -70,8 +70,8 @@ def config_label(config):
 
 
 def peak_rss_mb(pid="self"):
-    """Peak resident memory (VmHWM) of a process, in MiB (`spike.pool.peak_rss_bytes`)."""
-    from spike.pool import peak_rss_bytes
+    """Peak resident memory (VmHWM) of a process, in MiB (`spike.client.pool.peak_rss_bytes`)."""
+    from spike.client.pool import peak_rss_bytes
 
     return peak_rss_bytes(pid) / 2**20 or float("nan")
 
@@ -159,10 +159,10 @@ def run_one(name, config, sim_time, tiny, repeats=3, build_only=False):
 
 
 def placement_figures(sim):
-    """Estimated compute and memory per worker (spike.cost), and their imbalance."""
-    from spike import allocation
-    from spike.cost import actor_costs, calibrate
-    from spike.dryrun import actor_entries
+    """Estimated compute and memory per worker (spike.plan.cost), and their imbalance."""
+    from spike.plan import allocation
+    from spike.plan.cost import actor_costs, calibrate
+    from spike.tools.dryrun import actor_entries
 
     costs = actor_costs(sim.model, sim.partition, calibrate(repeats=5))
     entries = actor_entries(sim.partition, costs)
@@ -192,8 +192,8 @@ def placement_figures(sim):
 
 def exchange_cost(steps=2000):
     """Per-step time of two workers passing a 16-D value each way, minus one worker's
-    (`spike.cost.measure_exchange`, which ``spike dry-run`` also uses)."""
-    from spike.cost import measure_exchange
+    (`spike.plan.cost.measure_exchange`, which ``spike dry-run`` also uses)."""
+    from spike.plan.cost import measure_exchange
 
     seconds = measure_exchange(steps)
     return {
@@ -318,9 +318,9 @@ MEMORY_TOLERANCE = 0.15
 
 
 def memory_check(results, baselines):
-    """Each worker's estimated peak memory (`spike.cost.estimated_peak_rss`, with the
+    """Each worker's estimated peak memory (`spike.plan.cost.estimated_peak_rss`, with the
     baselines measured in this run) against its measured peak, per configuration."""
-    from spike.cost import estimated_peak_rss
+    from spike.plan.cost import estimated_peak_rss
 
     rows = []
     for r in results:
@@ -347,7 +347,7 @@ def fmt(x, unit="×"):
 
 
 def markdown(summary, results, exchange, bandwidth, info, memory=(), baselines=None):
-    from spike.cost import PEAK_BYTES_PER_OPERATOR, PEAK_DATA_FACTOR
+    from spike.plan.cost import PEAK_BYTES_PER_OPERATOR, PEAK_DATA_FACTOR
 
     from bench import models
 
@@ -443,7 +443,7 @@ def markdown(summary, results, exchange, bandwidth, info, memory=(), baselines=N
         "",
         "## Placement: estimated load per worker",
         "",
-        "Estimated by `spike.cost` (calibrated in the same run) for the placement used; "
+        "Estimated by `spike.plan.cost` (calibrated in the same run) for the placement used; "
         "imbalance = max/mean over workers. Bytes crossing = values exchanged between "
         "peers per step (the METIS graph partition keeps chains together). Data = bytes "
         "of the signals the worker's actors hold (see the memory table below).",
@@ -474,7 +474,7 @@ def markdown(summary, results, exchange, bandwidth, info, memory=(), baselines=N
             + ", ".join(f"{v / 2**20:.0f} MiB {k}" for k, v in (baselines or {}).items())
             + f") + {PEAK_DATA_FACTOR} × the bytes its actors hold + "
             f"{PEAK_BYTES_PER_OPERATOR / 1000:.0f} kB per operator "
-            "(`spike.cost.estimated_peak_rss`, what `spike stats` shows). Measured = the "
+            "(`spike.plan.cost.estimated_peak_rss`, what `spike stats` shows). Measured = the "
             "worker's peak resident memory (VmHWM) after the runs, compile and share "
             "caches warm. "
             f"**{inside} of {len(memory)} workers within ±{MEMORY_TOLERANCE:.0%}** of "
@@ -546,7 +546,7 @@ def main(argv=None):
     bandwidth = memory_bandwidth(nbytes=(16 if args.tiny else 256) * 2**20)
     info = machine()
     summary = summarize(results, bandwidth)
-    from spike.dryrun import worker_baselines
+    from spike.tools.dryrun import worker_baselines
 
     print("bench: measuring fresh workers' memory...", file=sys.stderr, flush=True)
     baselines = worker_baselines()

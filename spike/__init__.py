@@ -3,7 +3,7 @@
 ``spike.Simulator`` has the interface of ``nengo.Simulator``; see its docstring.
 """
 
-from .exceptions import (
+from spike.exceptions import (
     AllocationError,
     HostError,
     PlacementError,
@@ -13,9 +13,9 @@ from .exceptions import (
     WorkerDied,
     WorkerError,
 )
-from .pool import shutdown_pool as shutdown
-from .simulator import Simulator
-from .version import __version__
+from spike.client.pool import shutdown_pool as shutdown
+from spike.simulator import Simulator
+from spike.version import __version__
 
 __all__ = [
     "Simulator",

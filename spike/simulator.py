@@ -12,15 +12,15 @@ from nengo.builder.signal import SignalDict
 from nengo.simulator import SimulationData
 from nengo.utils.progress import Progress, ProgressTracker
 
-from . import allocation as allocation_file
-from .exceptions import SpikeError
-from .model import make_model, recording_owners
-from .partition import partition_model
-from .placement import CLIENT, place, placement_inputs, suggest_workers
-from .plan import make_plans, probe_record_keys
-from .pool import get_pool
-from .session import Session
-from .split import model_step_order, redivide, split_model
+from spike.plan import allocation as allocation_file
+from spike.exceptions import SpikeError
+from spike.build.model import make_model, recording_owners
+from spike.build.partition import partition_model
+from spike.plan.placement import CLIENT, place, placement_inputs, suggest_workers
+from spike.plan.peers import make_plans, probe_record_keys
+from spike.client.pool import get_pool
+from spike.client.session import Session
+from spike.build.split import model_step_order, redivide, split_model
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def max_local_workers():
 
 
 def choose_workers(partition, max_workers, assignments=None, calibration=None):
-    """The number of workers for ``partition`` (`spike.placement.suggest_workers`:
+    """The number of workers for ``partition`` (`spike.plan.placement.suggest_workers`:
     the count with the shortest estimated step, compute plus exchange, using this
     machine's calibration), at least enough for the worker indices in
     ``assignments``. Returns (count, estimated seconds per step)."""
@@ -98,7 +98,7 @@ class Simulator:
     compile : bool or "auto", optional
         Compile each worker's step with PyTensor (Numba). ``"auto"`` (default)
         compiles a worker's share when it holds at least
-        `spike.compiler.COMPILE_MIN_NEURONS` neurons. Operators without a compiled
+        `spike.runtime.compiler.COMPILE_MIN_NEURONS` neurons. Operators without a compiled
         form (Python functions, noise processes) run in Python between compiled
         parts. The ``SPIKE_COMPILE`` environment variable (``0``/``1``/``auto``)
         sets the default.
@@ -110,26 +110,26 @@ class Simulator:
     max_neurons : int, optional
         Ensembles with more neurons are split into ``ceil(n / max_neurons)``
         sub-ensembles of (nearly) equal size, each placed on its own (see
-        `spike.split`): same results, up to the order of sums. An ensemble that
+        `spike.build.split`): same results, up to the order of sums. An ensemble that
         cannot be divided exactly stays whole, with a warning saying why.
     allocation : str, optional
         An allocation file from ``spike dry-run`` or ``spike rebalance``: which
-        worker runs each actor (see `spike.allocation`). It sets the number of
+        worker runs each actor (see `spike.plan.allocation`). It sets the number of
         workers, ``max_neurons`` and the groups actors are divided into; a file
         made for another model (or before an object changed) is refused with
-        `spike.allocation.AllocationError`.
+        `spike.plan.allocation.AllocationError`.
     hosts : str or list, optional
         Run the workers on other hosts: a hostfile (``host[:port] slots=N`` lines,
-        see `spike.hostfile`) or a list of such lines. Each host's ``spike-daemon``
+        see `spike.cluster.hostfile`) or a list of such lines. Each host's ``spike-daemon``
         starts the workers; ``workers`` then defaults to all the hosts' slots.
     ssh : bool, optional
         Start the daemons over SSH for this Simulator and stop them at close
-        (see `spike.ssh`); otherwise they must be running already.
+        (see `spike.cluster.ssh`); otherwise they must be running already.
     on_unreachable : {"error", "skip"}, optional
         A host that is down, unreachable, busy or refuses our key raises
         `spike.HostError` (``"error"``, the default) or is left out (``"skip"``).
     keys : str, optional
-        Key directory (see `spike.keys`; default ``~/.config/spike/keys``).
+        Key directory (see `spike.cluster.keys`; default ``~/.config/spike/keys``).
 
     Attributes
     ----------
@@ -138,12 +138,12 @@ class Simulator:
         Probe data and built parameters, as in `nengo.Simulator`.
     model : Model
     partition : Partition
-        The model's actors (see `spike.partition`).
+        The model's actors (see `spike.build.partition`).
     split : SplitReport
-        Which ensembles were split, and which could not be (see `spike.split`);
+        Which ensembles were split, and which could not be (see `spike.build.split`);
         which actors held together by passthrough Nodes were divided into groups
         of ensembles, one per worker, and which could not be (``divisions``,
-        ``undivided``; see `spike.passthrough`).
+        ``undivided``; see `spike.build.passthrough`).
     placement : dict
         ``{actor index: peer}``; peer 0 is the client, ``k + 1`` is worker ``k``.
     """
@@ -305,7 +305,7 @@ class Simulator:
 
     def _groups(self):
         """Most groups an actor held together by passthrough Nodes is divided into
-        (`spike.passthrough`): one per worker (per core when Spike chooses the number
+        (`spike.build.passthrough`): one per worker (per core when Spike chooses the number
         of workers), or what the allocation file was made with."""
         if self.allocation is not None:
             return self.allocation["model"].get("groups")
@@ -474,7 +474,7 @@ class Simulator:
     def step_timings(self):
         """Where each worker's time went since the last reset, as measured by the
         worker: ``{name: StepTiming}`` with seconds spent computing, waiting for the
-        values of other workers, and sending (see `spike.executor.StepTiming`);
+        values of other workers, and sending (see `spike.runtime.executor.StepTiming`);
         ``"client"`` too if this process runs operators (Nodes with functions)."""
         return {} if self._session is None else self._session.step_timings()
 
@@ -597,11 +597,11 @@ class Simulator:
 
 
 def open_host_pool(hosts, ssh, on_unreachable, keys):
-    """The `spike.cluster.HostPool` of a Simulator given ``hosts``."""
-    from .cluster import HostPool
+    """The `spike.cluster.hostpool.HostPool` of a Simulator given ``hosts``."""
+    from spike.cluster.hostpool import HostPool
 
     if ssh:
-        from .ssh import SSHHostPool
+        from spike.cluster.ssh import SSHHostPool
 
         return SSHHostPool(hosts, keys_dir=keys, on_unreachable=on_unreachable)
     return HostPool(hosts, keys_dir=keys, on_unreachable=on_unreachable)

@@ -11,7 +11,7 @@ the exchange and the client's share, not a single process.
 
 import os
 
-from .simulator import Simulator
+from spike.simulator import Simulator
 
 
 def load_simulator(request):

@@ -15,7 +15,7 @@ import pytest
 import numpy as np
 
 import spike
-from spike.pool import process_running as pid_alive
+from spike.client.pool import process_running as pid_alive
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -110,7 +110,7 @@ def kill_later(pid, delay=0.5, sig=signal.SIGKILL):
 @pytest.fixture
 def keys_dir(tmp_path):
     """A key directory with a client and a daemon keypair (`spike keys`)."""
-    from spike import keys
+    from spike.cluster import keys
 
     path = tmp_path / "keys"
     keys.make_cluster_keys(str(path))
@@ -131,6 +131,6 @@ def spike_processes():
                 state = f.read().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if b"spike.worker" in cmd and me.encode() in cmd and state != "Z":
+        if b"spike.runtime.worker" in cmd and me.encode() in cmd and state != "Z":
             pids.append(int(entry))
     return pids

@@ -12,7 +12,7 @@ import sys
 
 from conftest import wait_gone as wait_gone_within
 
-from spike.daemon import remove_stale_directories
+from spike.cluster.daemon import remove_stale_directories
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,7 +35,7 @@ def die_with_test():
 
 
 class DaemonProcess:
-    """A running ``python -m spike.daemon``.
+    """A running ``python -m spike.cluster.daemon``.
 
     Attributes
     ----------
@@ -51,7 +51,7 @@ class DaemonProcess:
     def __init__(self, keys_dir, log, listen="127.0.0.1", slots=2, job_timeout=10.0,
                  extra=(), prefix=()):
         cmd = list(prefix) + [
-            sys.executable, "-m", "spike.daemon", "--keys", str(keys_dir),
+            sys.executable, "-m", "spike.cluster.daemon", "--keys", str(keys_dir),
             "--listen", listen, "--port", "0", "--slots", str(slots),
             "--job-timeout", str(job_timeout), "--log-file", str(log),
             "--log-level", "INFO", *extra,

@@ -23,7 +23,7 @@ import subprocess
 import time
 
 from daemonctl import die_with_test
-from spike.daemon import remove_stale_directories
+from spike.cluster.daemon import remove_stale_directories
 
 SSHD = "/usr/sbin/sshd"
 

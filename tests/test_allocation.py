@@ -10,9 +10,9 @@ import pytest
 from conftest import assert_same_probes, run_reference
 
 import spike
-from spike import allocation
-from spike.cost import BUSY_LIMIT, DEFAULT_CALIBRATION, actor_costs, calibrate, op_work
-from spike.dryrun import build_for_placement, dry_run
+from spike.plan import allocation
+from spike.plan.cost import BUSY_LIMIT, DEFAULT_CALIBRATION, actor_costs, calibrate, op_work
+from spike.tools.dryrun import build_for_placement, dry_run
 from spike.exceptions import AllocationError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -142,14 +142,14 @@ def test_cli_dry_run_rebalance_stats(tmp_path):
 
     def spike_cli(*args):
         out = subprocess.run(
-            [sys.executable, "-m", "spike.cli", *args], cwd=tmp_path,
+            [sys.executable, "-m", "spike.tools.cli", *args], cwd=tmp_path,
             capture_output=True, text=True, timeout=300, env=env,
         )
         assert out.returncode == 0, out.stderr
         return out.stdout
 
     out = subprocess.run(
-        [sys.executable, "-m", "spike.cli", "dry-run", str(script), "--max-neurons", "100",
+        [sys.executable, "-m", "spike.tools.cli", "dry-run", str(script), "--max-neurons", "100",
          "-n", "2", "-d", "out"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env,
     )
@@ -200,7 +200,7 @@ with nengo.Network(seed=0) as net:
 
 PEAK_CHILD = PEAK_MODEL + """
 import sys, spike
-from spike.pool import peak_rss_bytes
+from spike.client.pool import peak_rss_bytes
 with spike.Simulator(net, allocation=sys.argv[1], compile=False, progress_bar=False) as sim:
     sim.run_steps(20)
     print([peak_rss_bytes(h.pid) for peer, h in sorted(sim._session.handles.items()) if peer])
@@ -210,8 +210,8 @@ with spike.Simulator(net, allocation=sys.argv[1], compile=False, progress_bar=Fa
 def test_worker_peak_memory_is_within_15_percent_of_its_estimate(tmp_path):
     """Each worker's measured peak against `estimated_peak_rss`, both when it prepares
     its share (first run here) and when it loads it prepared (second run)."""
-    from spike.cost import estimated_peak_rss
-    from spike.dryrun import worker_baselines
+    from spike.plan.cost import estimated_peak_rss
+    from spike.tools.dryrun import worker_baselines
 
     namespace = {}
     exec(PEAK_MODEL, namespace)

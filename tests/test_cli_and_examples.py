@@ -20,7 +20,7 @@ EXAMPLES = sorted(
 
 def spike_cli(*args, cwd):
     return subprocess.run(
-        [sys.executable, "-m", "spike.cli", *args],
+        [sys.executable, "-m", "spike.tools.cli", *args],
         cwd=cwd, capture_output=True, text=True, timeout=300,
     )
 

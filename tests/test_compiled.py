@@ -18,13 +18,14 @@ from conftest import assert_equivalent, assert_same_probes, run_reference, run_s
 from models import MODELS, NEURON_TYPES, neuron_type_chain
 
 import spike
-from spike import compiler
-from spike.compiler import libm, processes
-from spike.executor import Executor
-from spike.model import make_model
-from spike.partition import partition_model
-from spike.placement import place
-from spike.plan import make_plans
+from spike.runtime import compiler
+from spike.runtime.compiler import libm
+from spike.runtime.compiler import processes
+from spike.runtime.executor import Executor
+from spike.build.model import make_model
+from spike.build.partition import partition_model
+from spike.plan.placement import place
+from spike.plan.peers import make_plans
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -383,11 +384,11 @@ def test_pickled_compiled_simulator_continues():
 MERGE_SIGNATURE = """
 import hashlib, sys
 from bench import models
-from spike.model import make_model, recording_owners
-from spike.merge import merge_plan
-from spike.partition import partition_model
-from spike.placement import place
-from spike.plan import make_plans, step_order
+from spike.build.model import make_model, recording_owners
+from spike.runtime.merge import merge_plan
+from spike.build.partition import partition_model
+from spike.plan.placement import place
+from spike.plan.peers import make_plans, step_order
 
 net, _ = models.TINY["stream"]()
 model = make_model(net, 0.001)
@@ -455,7 +456,7 @@ def test_block_sparse_kernel_is_bit_exact(rows, cols, transposed):
     a pass per column or, for few columns, one pass) sums as scipy does."""
     import scipy.sparse
 
-    from spike.compiler.kernels import SMALL_COLS, BsrMatVec
+    from spike.runtime.compiler.kernels import SMALL_COLS, BsrMatVec
 
     pt = compiler.load_pytensor().tensor
     rng = np.random.RandomState(rows * 100 + cols)
@@ -478,7 +479,7 @@ def test_hot_operators_update_the_arena_in_place():
     """Neurons, merged products and whole-signal copies are lowered to kernels that
     read and write the arena itself, and PyTensor lets them do it in place: no copy
     of the arena, no new vectors per step."""
-    from spike.compiler.kernels import BsrMatVecIncArena, CopyToArena, LIFInArena
+    from spike.runtime.compiler.kernels import BsrMatVecIncArena, CopyToArena, LIFInArena
 
     with nengo.Network(seed=3) as net:
         stim = nengo.Node(nengo.processes.WhiteSignal(1.0, high=5, seed=1), size_out=4)
@@ -525,9 +526,9 @@ def test_in_arena_kernels_match_nengo_and_scipy(inplace):
     import scipy.sparse
     from nengo.neurons import LIF
 
-    from spike.compiler import kernels
-    from spike.compiler.kernels import BsrMatVecIncArena, CopyToArena, LIFInArena
-    from spike.compiler.program import compile_mode
+    from spike.runtime.compiler import kernels
+    from spike.runtime.compiler.kernels import BsrMatVecIncArena, CopyToArena, LIFInArena
+    from spike.runtime.compiler.program import compile_mode
 
     pytensor = compiler.load_pytensor()
     pt = pytensor.tensor
@@ -636,7 +637,7 @@ def test_products_skip_zero_inputs_only_where_exact(weight):
     """Decoders and neuron-to-neuron weights skip the columns of neurons that did
     not spike, unless a weight is infinite (in the matrices' dtype): ``inf * 0``
     is NaN, which a skipped term would lose."""
-    from spike.compiler.kernels import BsrMatVecIncArena
+    from spike.runtime.compiler.kernels import BsrMatVecIncArena
 
     with nengo.Network(seed=5) as net:  # two of each, so nengo merges the products
         stim = nengo.Node([0.5, -0.2])
@@ -671,7 +672,7 @@ def test_segment_checks_its_arrays_before_calling_numba_directly():
     """Numba's code does not check bounds: a segment whose arrays do not fit its
     function's inputs raises instead of reading out of range."""
     pytensor = compiler.load_pytensor()
-    from spike.compiler.program import compile_mode
+    from spike.runtime.compiler.program import compile_mode
 
     x = pytensor.tensor.vector("x", shape=(3,))
     function = pytensor.function(

@@ -169,8 +169,8 @@ def test_unmerged_workers_match_reference(name):
 
 
 def test_workers_merge_their_operators():
-    from spike.executor import Executor
-    from spike.merge import merge_plan
+    from spike.runtime.executor import Executor
+    from spike.runtime.merge import merge_plan
 
     net = MODELS["networks"](seed=9)
     with spike.Simulator(net, workers=2, progress_bar=False) as sim:

@@ -14,7 +14,7 @@ import zmq
 from conftest import kill_later, pid_alive, wait_gone
 
 import spike
-from spike.pool import get_pool
+from spike.client.pool import get_pool
 
 
 def long_model():

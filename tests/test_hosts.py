@@ -22,12 +22,12 @@ import pytest
 import zmq
 
 import spike
-from spike import keys as keyfiles
-from spike import wire
-from spike.cluster import HostPool
-from spike.daemon import remove_stale_directories
+from spike.cluster import keys as keyfiles
+from spike.comm import wire
+from spike.cluster.hostpool import HostPool
+from spike.cluster.daemon import remove_stale_directories
 from spike.exceptions import HostError, HostfileError, KeyFileError
-from spike.hostfile import DEFAULT_PORT, Host, parse_hostfile, read_hostfile
+from spike.cluster.hostfile import DEFAULT_PORT, Host, parse_hostfile, read_hostfile
 
 import models
 from conftest import assert_same_probes, kill_later, pid_alive, run_reference
@@ -130,7 +130,7 @@ def test_missing_or_empty_hostfile(tmp_path):
 def test_spike_keys_creates_private_files(tmp_path):
     directory = tmp_path / "k"
     result = subprocess.run(
-        [sys.executable, "-m", "spike.cli", "keys", "--dir", str(directory)],
+        [sys.executable, "-m", "spike.tools.cli", "keys", "--dir", str(directory)],
         capture_output=True, text=True, env=env(), timeout=60,
     )
     assert result.returncode == 0, result.stderr
@@ -149,7 +149,7 @@ def test_spike_keys_creates_private_files(tmp_path):
     # a second run keeps the keys
     before = (directory / "client.key_secret").read_text()
     subprocess.run(
-        [sys.executable, "-m", "spike.cli", "keys", "--dir", str(directory)],
+        [sys.executable, "-m", "spike.tools.cli", "keys", "--dir", str(directory)],
         capture_output=True, env=env(), timeout=60, check=True,
     )
     assert (directory / "client.key_secret").read_text() == before
@@ -192,7 +192,7 @@ def test_daemon_refuses_all_interfaces_without_advertise(keys_dir, tmp_path):
     with pytest.raises(RuntimeError, match="did not start"):
         DaemonProcess(keys_dir, tmp_path / "d.log", listen="0.0.0.0")
     result = subprocess.run(
-        [sys.executable, "-m", "spike.daemon", "--keys", keys_dir, "--listen", "0.0.0.0"],
+        [sys.executable, "-m", "spike.cluster.daemon", "--keys", keys_dir, "--listen", "0.0.0.0"],
         capture_output=True, text=True, env=env(), timeout=60,
     )
     assert result.returncode == 2 and "needs --advertise" in result.stderr
@@ -200,7 +200,7 @@ def test_daemon_refuses_all_interfaces_without_advertise(keys_dir, tmp_path):
 
 def test_daemon_without_keys_explains(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "spike.daemon", "--keys", str(tmp_path / "none"), "--port", "0"],
+        [sys.executable, "-m", "spike.cluster.daemon", "--keys", str(tmp_path / "none"), "--port", "0"],
         capture_output=True, text=True, env=env(), timeout=60,
     )
     assert result.returncode == 2 and "spike keys" in result.stderr
@@ -539,7 +539,7 @@ def test_spike_run_on_hosts(daemons, keys_dir, tmp_path):
     hostfile.write_text(f"{first.host} slots=1\n{second.host} slots=1\n")
     out = tmp_path / "probes.npz"
     result = subprocess.run(
-        [sys.executable, "-m", "spike.cli", "run",
+        [sys.executable, "-m", "spike.tools.cli", "run",
          os.path.join(REPO, "examples", "communication_channel.py"), "--hosts",
          str(hostfile), "--keys", keys_dir, "--time", "0.2", "-o", str(out), "--no-progress"],
         capture_output=True, text=True, env=env(), timeout=300, cwd=tmp_path,
@@ -550,7 +550,7 @@ def test_spike_run_on_hosts(daemons, keys_dir, tmp_path):
     assert np.load(out)["t"].shape == (200,)
     # a host that is down: a clear error, or skipped on request
     hostfile.write_text(f"{first.host}\n127.0.0.1:{free_port()}\n")
-    args = [sys.executable, "-m", "spike.cli", "run",
+    args = [sys.executable, "-m", "spike.tools.cli", "run",
             os.path.join(REPO, "examples", "communication_channel.py"), "--hosts",
             str(hostfile), "--keys", keys_dir, "--time", "0.05", "-o", str(out), "--no-progress"]
     result = subprocess.run(args, capture_output=True, text=True, env=env(), timeout=300,
@@ -566,7 +566,7 @@ def test_spike_run_on_hosts(daemons, keys_dir, tmp_path):
 
 def spike_cli(*args, timeout=120):
     return subprocess.run(
-        [sys.executable, "-m", "spike.cli", *args],
+        [sys.executable, "-m", "spike.tools.cli", *args],
         capture_output=True, text=True, env=env(), timeout=timeout,
     )
 
@@ -670,7 +670,7 @@ def test_monitor_shows_workers_stepping(daemons, keys_dir, tmp_path):
 def test_run_progress_bar_shows_simulated_time_rate_and_eta(capsys):
     from nengo.utils.progress import Progress
 
-    from spike.progress import RunProgressBar
+    from spike.tools.progress import RunProgressBar
 
     bar = RunProgressBar(dt=0.001)
     with Progress("Simulating", "Simulation", max_steps=10000) as progress:
@@ -721,7 +721,7 @@ def test_workers_on_one_host_share_memory_rings(daemons, keys_dir):
 
 
 def test_daemon_removes_what_killed_daemons_left(daemons):
-    from spike.daemon import STATUS_PREFIX, status_root
+    from spike.cluster.daemon import STATUS_PREFIX, status_root
 
     first = daemons()
     left = [d for d in os.listdir(status_root()) if d.startswith(f"{STATUS_PREFIX}{first.pid}-")]

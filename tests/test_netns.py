@@ -58,7 +58,7 @@ def daemon_pids(hosts, k):
                 cmd = f.read()
         except OSError:
             continue
-        if b"spike.daemon" in cmd or b"spike.worker" in cmd:
+        if b"spike.cluster.daemon" in cmd or b"spike.runtime.worker" in cmd:
             if pid_alive(pid):
                 found.append(pid)
     return found
@@ -100,7 +100,7 @@ def test_model_across_namespaces_over_ssh_equals_nengo(hosts, keys_dir):
 
 
 def spike_cli(*args):
-    return subprocess.run([sys.executable, "-m", "spike.cli", *args],
+    return subprocess.run([sys.executable, "-m", "spike.tools.cli", *args],
                           capture_output=True, text=True, env=env(), timeout=180)
 
 

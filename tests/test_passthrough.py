@@ -1,4 +1,4 @@
-"""Dividing actors that passthrough Nodes hold together (`spike.passthrough`).
+"""Dividing actors that passthrough Nodes hold together (`spike.build.passthrough`).
 
 A network of ensembles between passthrough Nodes (an EnsembleArray, a
 CircularConvolution) is one actor until it is divided into groups, one per worker.
@@ -15,8 +15,8 @@ import pytest
 from conftest import assert_equivalent, assert_pickled_continues, run_reference
 
 import spike
-from spike import compiler
-from spike.dryrun import dry_run
+from spike.runtime import compiler
+from spike.tools.dryrun import dry_run
 
 
 def conv_net(n_neurons=20, dimensions=4, seed=0):
@@ -230,11 +230,11 @@ def test_fewer_groups_when_spike_chooses_fewer_workers(monkeypatch):
 
 
 def test_redivide_undoes_the_division():
-    """`spike.split.redivide` into fewer groups leaves the model as if divided into
+    """`spike.build.split.redivide` into fewer groups leaves the model as if divided into
     those in the first place; into one group, as it was built."""
-    from spike.dryrun import build_for_placement
-    from spike.model import make_model, recording_owners
-    from spike.split import redivide, split_model
+    from spike.tools.dryrun import build_for_placement
+    from spike.build.model import make_model, recording_owners
+    from spike.build.split import redivide, split_model
 
     def built(n_groups):
         net, _ = conv_net()

@@ -5,10 +5,10 @@ import pytest
 from conftest import assert_same_probes, run_reference
 
 import spike
-from spike.allocation import imbalance
-from spike.cost import DEFAULT_CALIBRATION, Calibration
-from spike.dryrun import build_for_placement
-from spike.placement import balance, placement_inputs, step_estimate
+from spike.plan.allocation import imbalance
+from spike.plan.cost import DEFAULT_CALIBRATION, Calibration
+from spike.tools.dryrun import build_for_placement
+from spike.plan.placement import balance, placement_inputs, step_estimate
 from spike.simulator import choose_workers
 
 
@@ -135,7 +135,7 @@ def test_a_busy_machine_is_noticed():
     import subprocess
     import sys
 
-    from spike.cost import BUSY_LIMIT, cpu_busy_elsewhere
+    from spike.plan.cost import BUSY_LIMIT, cpu_busy_elsewhere
 
     if cpu_busy_elsewhere(0.05) is None:
         pytest.skip("no /proc/stat here")

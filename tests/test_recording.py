@@ -3,9 +3,9 @@
 import numpy as np
 from nengo.builder.signal import Signal, SignalDict
 
-from spike import recording
-from spike.plan import ProbePlan
-from spike.recording import ProbeRecorder
+from spike.runtime import recording
+from spike.plan.peers import ProbePlan
+from spike.runtime.recording import ProbeRecorder
 
 
 def test_samples_match_copies_taken_every_step(monkeypatch):

@@ -1,4 +1,4 @@
-"""A worker's prepared share (merged and compiled) is kept and reused: `spike.shares`.
+"""A worker's prepared share (merged and compiled) is kept and reused: `spike.runtime.shares`.
 
 Executors are built in this process from the plans a client would send, with the
 share cache in a temporary directory: the second Executor given the same share loads
@@ -11,15 +11,16 @@ import nengo
 import numpy as np
 import pytest
 
-from spike import compiler, shares
-from spike.executor import Executor
-from spike.model import make_model
-from spike.partition import partition_model
-from spike.placement import place
-from spike.plan import make_plans
-from spike.rng import rng_states
-from spike.session import _pickle_plan
-from spike.split import split_model
+from spike.runtime import compiler
+from spike.runtime import shares
+from spike.runtime.executor import Executor
+from spike.build.model import make_model
+from spike.build.partition import partition_model
+from spike.plan.placement import place
+from spike.plan.peers import make_plans
+from spike.runtime.rng import rng_states
+from spike.client.session import _pickle_plan
+from spike.build.split import split_model
 
 
 @pytest.fixture(autouse=True)
@@ -58,8 +59,8 @@ def chains(seed=3, n=3, length=4):
 
 
 def divided_and_split(seed=3):
-    """An ensemble array (divided into groups, `spike.passthrough`) feeding a large
-    ensemble (split, `spike.split`); unlabeled, so names hold memory addresses."""
+    """An ensemble array (divided into groups, `spike.build.passthrough`) feeding a large
+    ensemble (split, `spike.build.split`); unlabeled, so names hold memory addresses."""
     with nengo.Network(seed=seed) as net:
         stim = nengo.Node(nengo.processes.WhiteSignal(1.0, high=5, seed=1), size_out=3)
         array = nengo.networks.EnsembleArray(30, 3)

@@ -8,7 +8,7 @@ def test_a_ring_slot_is_words_where_the_payload_is(tmp_path):
     """Shared-memory rings hand out float64 views of their slots for payloads of
     whole words (so routes pack straight into them), bytes otherwise; a ring for
     small payloads holds many steps, one for big payloads fewer."""
-    from spike.shm import MAX_SLOTS, MIN_SLOTS, ShmChannel
+    from spike.comm.shm import MAX_SLOTS, MIN_SLOTS, ShmChannel
 
     small = ShmChannel(str(tmp_path / "small"), 128)
     odd = ShmChannel(str(tmp_path / "odd"), 13)

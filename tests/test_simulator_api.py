@@ -187,7 +187,7 @@ def test_start_up_is_fast_once_workers_are_pooled():
 def test_workers_started_before_the_build_are_the_ones_used():
     """`WorkerPool.prestart` launches workers while the client builds; `acquire`
     hands those same processes out."""
-    from spike.pool import WorkerPool
+    from spike.client.pool import WorkerPool
 
     pool = WorkerPool()
     try:
@@ -205,8 +205,8 @@ def test_workers_started_before_the_build_are_the_ones_used():
 
 
 def test_unreadable_step_timings_are_ignored_with_a_warning(caplog):
-    from spike.executor import StepTiming
-    from spike.session import step_timing
+    from spike.runtime.executor import StepTiming
+    from spike.client.session import step_timing
 
     good = {"steps": 10, "compute": 0.5, "wait": 0.1, "send": 0.0}
     assert step_timing(good) == StepTiming(10, 0.5, 0.1, 0.0)

@@ -6,7 +6,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from spike import wire
+from spike.comm import wire
 from spike.exceptions import ProtocolError
 
 
@@ -90,7 +90,7 @@ def test_route_packs_views_of_shared_memory_in_one_copy():
     are packed with one indexed copy, and land where a copy per signal puts them."""
     from nengo.builder.signal import Signal, SignalDict
 
-    from spike.plan import Route
+    from spike.plan.peers import Route
 
     merged = Signal(np.zeros(12), name="merged")
     other = Signal(np.zeros(3), name="other")

@@ -1,0 +1,550 @@
+"""Workers on many hosts: the client's side of the host daemons.
+
+`HostPool` gives a `spike.client.session.Session` workers started by the `spike-daemon` of
+each host of a hostfile, with the interface of the local `spike.client.pool.WorkerPool`:
+
+1. At start it asks every daemon for its status (over CURVE, with the client key of
+   the key directory; a daemon is accepted only if it holds the daemon key the
+   client expects). Hosts that are down, unreachable, refuse our key or have no free
+   slot are skipped or raise `spike.exceptions.HostError`, as ``on_unreachable``
+   says.
+2. It makes three short-lived keypairs for the job: one for its control socket (the
+   ROUTER workers connect to), one that workers present to it, one for every data
+   socket. Daemons hand them to their workers through a pipe. So a worker only
+   accepts a plan (the pickle) from this client, and the client and workers only
+   accept data from the job's peers.
+3. Workers are spread over the hosts (at most ``slots`` on each), connect back, and
+   from then on the session drives them exactly as it drives local ones. The model
+   travels over the control socket: no shared file system is needed. Workers on the
+   same host exchange values through shared-memory rings in a directory their daemon
+   made for the job; other pairs, and the client, over CURVE-secured ZeroMQ.
+4. A thread keeps talking to every daemon (heartbeats every 0.5 s). A worker that
+   exits is reported by its daemon at once; a daemon that dies closes its connection;
+   a host that is cut off stops answering heartbeats. Either way the session's next
+   check raises `spike.WorkerDied` naming the worker and its host, and the other
+   workers are stopped through their daemons. Daemons stop a job whose client has
+   been silent for their ``--job-timeout``.
+"""
+
+import concurrent.futures
+import itertools
+import logging
+import os
+import queue
+import secrets
+import socket
+import threading
+import time
+
+import zmq
+from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils.monitor import recv_monitor_message
+
+from spike.cluster import keys as keyfiles
+from spike.comm import wire
+from spike.exceptions import HostError, ProtocolError, WorkerError
+from spike.cluster.hostfile import as_hosts
+from spike.client.pool import HELLO_TIMEOUT, WorkerHandle, WorkerPool
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_INTERVAL = 0.5
+"""Seconds between heartbeats to each daemon."""
+HEARTBEAT_TIMEOUT = 3.0
+"""A daemon silent this long (seconds) is taken for lost: host down or cut off."""
+CONNECT_TIMEOUT = 5.0
+"""Seconds a daemon has to answer the first status request."""
+REQUEST_TIMEOUT = 30.0
+POLL_MS = 20
+
+
+class DaemonLink:
+    """The connection to one host's daemon. Used by the `HostLinks` thread only,
+    except for the attributes it sets, which other threads read."""
+
+    def __init__(self, host, context, client_keys, server_key):
+        self.host = host
+        self.name = str(host)
+        self.socket = context.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.ROUTING_ID, secrets.token_bytes(16))
+        self.socket.curve_serverkey = server_key
+        self.socket.curve_publickey, self.socket.curve_secretkey = client_keys
+        self.monitor = self.socket.get_monitor_socket(
+            zmq.EVENT_HANDSHAKE_SUCCEEDED
+            | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+            | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+            | zmq.EVENT_DISCONNECTED
+        )
+        if ":" in host.name:
+            self.socket.setsockopt(zmq.IPV6, 1)
+        self.socket.connect(host.address)
+        self.handshake = False
+        self.refused = None  # why the handshake failed, if it did
+        self.lost = None  # why the daemon is taken for lost, once it is
+        self.last_reply = None
+        self.status = None  # the daemon's last status reply (fields)
+        self.exits = {}  # worker id -> how it ended
+        self.pending = {}  # req -> Future
+        self.next_heartbeat = 0.0
+
+    def mark_lost(self, reason, quiet=False):
+        if self.lost is None:
+            self.lost = reason
+            if not quiet:
+                logger.warning("host %s lost: %s", self.name, reason)
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(HostError(f"host {self.name}: {reason}", self.name))
+        self.pending.clear()
+
+    def close(self):
+        self.socket.disable_monitor()
+        self.monitor.close(linger=0)
+        self.socket.close(linger=0)
+
+
+class HostLinks(threading.Thread):
+    """A thread owning the sockets to every daemon: requests, heartbeats, events.
+
+    Parameters
+    ----------
+    hosts : list of Host
+    context : zmq.Context
+    client_keys : (bytes, bytes)
+        The client's public and secret key.
+    default_server_key : bytes
+        The daemons' public key (a `Host` with its own ``key`` overrides it).
+    heartbeat_timeout : float
+    """
+
+    def __init__(self, hosts, context, client_keys, default_server_key, heartbeat_timeout):
+        super().__init__(name="spike-host-links", daemon=True)
+        self.context = context
+        self.links = {}
+        for host in hosts:
+            server_key = host.key.encode() if host.key else default_server_key
+            self.links[host] = DaemonLink(host, context, client_keys, server_key)
+        self.heartbeat_timeout = heartbeat_timeout
+        self.requests = queue.Queue()
+        self.stopping = threading.Event()
+        self.req = itertools.count(1)
+
+    def request(self, host, op, fields=None):
+        """Send a request to ``host``'s daemon; a `Future` of its reply `Message`."""
+        future = concurrent.futures.Future()
+        self.requests.put((self.links[host], op, dict(fields or {}), future))
+        return future
+
+    def ask(self, host, op, fields=None, timeout=REQUEST_TIMEOUT):
+        """Send a request and wait for the reply (raises `HostError`)."""
+        return self.result(host, self.request(host, op, fields), timeout)
+
+    def result(self, host, future, timeout):
+        link = self.links[host]
+        try:
+            message = future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise HostError(f"host {link.name}: {self.silence(link, timeout)}", link.name) from None
+        if message.op == "error":
+            raise HostError(
+                f"host {link.name}: {message.fields.get('message')}", link.name
+            )
+        return message
+
+    @staticmethod
+    def silence(link, timeout):
+        if link.refused:
+            return link.refused
+        if link.lost:
+            return link.lost
+        if not link.handshake:
+            return (
+                f"no answer within {timeout:.1f} s (daemon not running, host down or "
+                "unreachable, or the daemon does not hold the key we expect)"
+            )
+        return f"the daemon did not answer within {timeout:.1f} s"
+
+    def stop(self):
+        self.stopping.set()
+        self.join(timeout=5)
+
+    def run(self):
+        poller = zmq.Poller()
+        by_socket = {}
+        for link in self.links.values():
+            poller.register(link.socket, zmq.POLLIN)
+            poller.register(link.monitor, zmq.POLLIN)
+            by_socket[link.socket] = link
+            by_socket[link.monitor] = link
+        try:
+            while not self.stopping.is_set():
+                self._send_requests()
+                for sock, _ in poller.poll(POLL_MS):
+                    link = by_socket[sock]
+                    if sock is link.monitor:
+                        self._on_event(link, recv_monitor_message(sock))
+                    else:
+                        self._on_message(link, sock.recv_multipart())
+                self._heartbeats(time.monotonic())
+        except Exception:  # never expected; make it visible and fail every link
+            logger.exception("host link thread failed")
+            for link in self.links.values():
+                link.mark_lost("the client's link thread failed")
+        finally:
+            for link in self.links.values():
+                link.mark_lost("the client closed its connections", quiet=True)
+                link.close()
+
+    def _send_requests(self):
+        while True:
+            try:
+                link, op, fields, future = self.requests.get_nowait()
+            except queue.Empty:
+                return
+            if link.lost:
+                future.set_exception(HostError(f"host {link.name}: {link.lost}", link.name))
+                continue
+            req = next(self.req)
+            fields["req"] = req
+            link.pending[req] = future
+            try:
+                link.socket.send_multipart(wire.encode(op, fields), zmq.NOBLOCK)
+            except zmq.ZMQError as e:
+                link.pending.pop(req, None)
+                future.set_exception(HostError(f"host {link.name}: cannot send: {e}", link.name))
+
+    def _on_event(self, link, event):
+        kind = event["event"]
+        if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            link.handshake = True
+        elif kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            link.refused = "the daemon refused our key (not in its authorized/ keys)"
+            link.mark_lost(link.refused)
+        elif kind in (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
+            link.refused = "CURVE handshake failed (wrong daemon key, or not a Spike daemon)"
+        elif kind == zmq.EVENT_DISCONNECTED and link.handshake:
+            link.mark_lost("connection to the daemon closed (daemon stopped or host down)")
+
+    def _on_message(self, link, parts):
+        try:
+            message = wire.decode(parts)
+        except ProtocolError as e:
+            logger.warning("malformed message from the daemon of %s dropped: %s", link.name, e)
+            return
+        link.last_reply = time.monotonic()
+        if message.op == "worker_exit":
+            wid = message.fields.get("id")
+            link.exits[str(wid)] = str(message.fields.get("status", "exited"))
+            return
+        if message.op == "status":
+            link.status = message.fields
+        future = link.pending.pop(message.fields.get("req"), None)
+        if future is not None and not future.done():
+            future.set_result(message)
+
+    def _heartbeats(self, now):
+        for link in self.links.values():
+            if link.lost or link.last_reply is None:
+                continue  # not yet answered: the first request's timeout applies
+            if now - link.last_reply > self.heartbeat_timeout:
+                link.mark_lost(
+                    f"no heartbeat from the daemon for {now - link.last_reply:.1f} s "
+                    "(host down or network cut off)"
+                )
+                continue
+            if now >= link.next_heartbeat:
+                link.next_heartbeat = now + HEARTBEAT_INTERVAL
+                req = next(self.req)
+                try:
+                    link.socket.send_multipart(
+                        wire.encode("heartbeat", {"req": req}), zmq.NOBLOCK
+                    )
+                except zmq.ZMQError:
+                    pass  # the silence will tell
+
+
+class RemoteWorkerHandle(WorkerHandle):
+    """A worker started by a daemon: alive until its daemon says otherwise."""
+
+    def __init__(self, wid, pid, link):
+        super().__init__(wid, None)
+        self.pid = pid
+        self.link = link
+        self.host = link.name
+
+    def exit_status(self):
+        status = self.link.exits.get(self.wid)
+        if status is not None:
+            return status
+        if self.link.lost:
+            return f"lost: {self.link.lost}"
+        return None
+
+
+def local_address_towards(name, port):
+    """The address of this machine on the route to ``name`` (no packet is sent)."""
+    family, _, _, _, sockaddr = socket.getaddrinfo(name, port, type=socket.SOCK_DGRAM)[0]
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.connect(sockaddr)
+        return probe.getsockname()[0]
+
+
+class HostPool(WorkerPool):
+    """Workers started by the daemons of a hostfile's hosts, for one Simulator.
+
+    Parameters
+    ----------
+    hosts : str or list
+        A hostfile path, or a list of `Host` or ``"host[:port] [slots=N]"`` strings.
+    keys_dir : str, optional
+        Key directory (see `spike.cluster.keys`; default ``~/.config/spike/keys``).
+    on_unreachable : {"error", "skip"}
+        What to do with a host that is down, unreachable, busy or refuses our key.
+    client_address : str, optional
+        Address of this machine that the hosts reach (default: the address on the
+        route to the first host; ``SPIKE_CLIENT_ADDRESS`` overrides).
+    connect_timeout, heartbeat_timeout : float, optional
+        Seconds (default `CONNECT_TIMEOUT`, `HEARTBEAT_TIMEOUT`, or the environment
+        variables ``SPIKE_CONNECT_TIMEOUT`` and ``SPIKE_HEARTBEAT_TIMEOUT``).
+    """
+
+    def __init__(
+        self,
+        hosts,
+        keys_dir=None,
+        on_unreachable="error",
+        client_address=None,
+        connect_timeout=None,
+        heartbeat_timeout=None,
+    ):
+        if connect_timeout is None:
+            connect_timeout = float(os.environ.get("SPIKE_CONNECT_TIMEOUT", CONNECT_TIMEOUT))
+        if heartbeat_timeout is None:
+            heartbeat_timeout = float(
+                os.environ.get("SPIKE_HEARTBEAT_TIMEOUT", HEARTBEAT_TIMEOUT)
+            )
+        if on_unreachable not in ("error", "skip"):
+            raise ValueError(f"on_unreachable must be 'error' or 'skip', not {on_unreachable!r}")
+        self.pid = os.getpid()
+        self.hosts = as_hosts(hosts)
+        client_keys, daemon_key = keyfiles.client_credentials(keys_dir, self.hosts)
+        self.handles = {}
+        self.idle = []
+        self.counter = 0
+        self.lock = threading.RLock()
+        self.job = secrets.token_hex(4)
+        self.shm_dirs = {}
+        self.router = None
+        self.links = None
+        self.auth = None
+        self.context = zmq.Context()
+        try:
+            self._start(client_keys, daemon_key, on_unreachable, client_address,
+                        connect_timeout, heartbeat_timeout)
+        except BaseException:
+            self.shutdown()
+            raise
+
+    def _start(self, client_keys, daemon_key, on_unreachable, client_address,
+               connect_timeout, heartbeat_timeout):
+        control = zmq.curve_keypair()
+        worker = zmq.curve_keypair()
+        data = zmq.curve_keypair()
+        self.job_keys = {
+            "control_server": control[0].decode(),
+            "public": worker[0].decode(),
+            "secret": worker[1].decode(),
+            "data_public": data[0].decode(),
+            "data_secret": data[1].decode(),
+        }
+        self.data_curve = {"server": data[0], "public": data[0], "secret": data[1]}
+        allowed = {worker[0], data[0]}
+
+        class Provider:
+            @staticmethod
+            def callback(domain, key):
+                return key in allowed
+
+        self.auth = ThreadAuthenticator(self.context, log=logging.getLogger(__name__ + ".auth"))
+        self.auth.start()
+        self.auth.configure_curve_callback("*", credentials_provider=Provider)
+
+        self.links = HostLinks(self.hosts, self.context, client_keys, daemon_key, heartbeat_timeout)
+        self.links.start()
+        self.capacity = {}
+        self.unavailable = {}
+        futures = {h: self.links.request(h, "status") for h in self.hosts}
+        deadline = time.monotonic() + connect_timeout
+        for host, future in futures.items():
+            try:
+                status = self.links.result(
+                    host, future, max(0.0, deadline - time.monotonic())
+                ).fields
+            except HostError as e:
+                self.unavailable[host] = str(e)
+                continue
+            free = int(status.get("free", 0))
+            slots = min(free, host.slots) if host.slots else free
+            if slots <= 0:
+                self.unavailable[host] = (
+                    f"host {host}: busy (no free slot of {status.get('slots')})"
+                )
+            else:
+                self.capacity[host] = slots
+        if self.unavailable and (on_unreachable == "error" or not self.capacity):
+            reasons = "; ".join(self.unavailable.values())
+            first = next(iter(self.unavailable))
+            hint = "" if self.capacity else " (no host is available)"
+            raise HostError(f"cannot use every host{hint}: {reasons}", str(first))
+        for host, reason in self.unavailable.items():
+            logger.warning("skipping %s", reason)
+
+        self.client_address = (
+            client_address
+            or os.environ.get("SPIKE_CLIENT_ADDRESS")
+            or local_address_towards(next(iter(self.capacity)).name, 1)
+        )
+        self.router = self.context.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.router.setsockopt(zmq.LINGER, 0)
+        self.router.curve_server = True
+        self.router.curve_publickey, self.router.curve_secretkey = control
+        self.address = self._bind(self.router)
+        logger.info(
+            "job %s: %d hosts with %d slots; control socket %s",
+            self.job, len(self.capacity), self.total_slots, self.address,
+        )
+
+    @property
+    def total_slots(self):
+        """Workers the available hosts can take."""
+        return sum(self.capacity.values())
+
+    def _bind(self, sock):
+        host = self.client_address
+        host = f"[{host}]" if ":" in host else host
+        if ":" in host:
+            sock.setsockopt(zmq.IPV6, 1)
+        port = sock.bind_to_random_port(f"tcp://{host}")
+        return f"tcp://{host}:{port}"
+
+    def shm_groups(self, handles):
+        """Workers on the same host share rings in the directory their daemon made
+        for the job; the client exchanges with them over CURVE only."""
+        groups = {peer: self.shm_dirs.get(h.link.host) for peer, h in handles.items()}
+        return {peer: directory for peer, directory in groups.items() if directory}
+
+    def bind_data(self, sock):
+        """Bind the client's data socket (a CURVE server with the job's data key)."""
+        sock.curve_server = True
+        sock.curve_publickey = self.data_curve["public"]
+        sock.curve_secretkey = self.data_curve["secret"]
+        return self._bind(sock)
+
+    def check_workers(self, n):
+        """Raise `HostError` unless the available hosts have ``n`` slots."""
+        if n > self.total_slots:
+            raise HostError(
+                f"{n} workers asked, but the hosts offer {self.total_slots} slots "
+                f"({', '.join(f'{h}: {c}' for h, c in self.capacity.items())})"
+            )
+
+    def distribute(self, n):
+        """``{host: count}`` for ``n`` workers, round-robin within each host's slots."""
+        self.check_workers(n)
+        counts = dict.fromkeys(self.capacity, 0)
+        while n:
+            for host, slots in self.capacity.items():
+                if n and counts[host] < slots:
+                    counts[host] += 1
+                    n -= 1
+        return {h: c for h, c in counts.items() if c}
+
+    def _spawn(self, n):
+        counts = self.distribute(n)
+        futures = {}
+        for host, count in counts.items():
+            ids = []
+            for _ in range(count):
+                self.counter += 1
+                ids.append(f"{self.job}-{self.counter}")
+            futures[host] = self.links.request(host, "spawn", {
+                "job": self.job,
+                "ids": ids,
+                "control": self.address,
+                "keys": self.job_keys,
+                "log_level": os.environ.get("SPIKE_LOG_LEVEL", "WARNING"),
+            })
+        started = []
+        failure = None
+        for host, future in futures.items():
+            try:
+                reply = self.links.result(host, future, REQUEST_TIMEOUT)
+            except HostError as e:
+                failure = failure or e
+                continue
+            link = self.links.links[host]
+            shm_dir = reply.fields.get("shm")
+            self.shm_dirs[host] = shm_dir if isinstance(shm_dir, str) else None
+            for entry in reply.fields.get("workers", []):
+                handle = RemoteWorkerHandle(str(entry["id"]), int(entry["pid"]), link)
+                self.handles[handle.wid] = handle
+                started.append(handle)
+        if failure is not None:
+            raise failure
+        deadline = time.monotonic() + HELLO_TIMEOUT
+        for handle in started:
+            message = self.expect(handle, ("hello",), deadline - time.monotonic())
+            handle.data_address = message.fields["data"]
+            handle.hostname = message.fields.get("host")
+        logger.info("started %d workers: %s", n, ", ".join(h.name for h in started))
+        return started
+
+    def acquire(self, n):
+        """``n`` new workers on the hosts (never reused between Simulators)."""
+        with self.lock:
+            return self._spawn(n)
+
+    def release(self, handles):
+        """Stop these workers (each Simulator gets fresh ones)."""
+        self.discard(handles)
+
+    def discard(self, handles, graceful=False):
+        """Stop workers through their daemons; wait until each daemon confirms."""
+        with self.lock:
+            hosts = set()
+            for handle in handles:
+                self.handles.pop(handle.wid, None)
+                hosts.add(handle.link.host)
+            futures = {h: self.links.request(h, "kill", {"job": self.job}) for h in hosts}
+            for host, future in futures.items():
+                try:
+                    self.links.result(host, future, 10.0)
+                except HostError as e:  # its daemon stops the job when we go silent
+                    logger.warning("could not stop the job's workers: %s", e)
+
+    def host_status(self):
+        """``{host: last status reply}`` of the daemons in use (None if none yet)."""
+        return {str(h): link.status for h, link in self.links.links.items()}
+
+    def shutdown(self):
+        """Stop every worker of the job, close the sockets and the link thread."""
+        with self.lock:
+            if self.handles and self.links is not None:
+                try:
+                    self.discard(list(self.handles.values()))
+                except WorkerError:
+                    pass
+            self.handles.clear()
+            if self.links is not None:
+                self.links.stop()
+                self.links = None
+            if self.router is not None:
+                self.router.close(linger=0)
+                self.router = None
+            if self.auth is not None:
+                self.auth.stop()
+                self.auth = None
+            self.context.destroy(linger=0)
