@@ -161,7 +161,8 @@ def run_one(name, config, sim_time, tiny, repeats=3, build_only=False):
 def placement_figures(sim):
     """Estimated compute and memory per worker (spike.plan.cost), and their imbalance."""
     from spike.plan import allocation
-    from spike.plan.cost import actor_costs, calibrate
+    from spike.plan.cost import actor_costs
+    from spike.tools.calibrate import calibrate
     from spike.tools.dryrun import actor_entries
 
     costs = actor_costs(sim.model, sim.partition, calibrate(repeats=5))
@@ -192,8 +193,8 @@ def placement_figures(sim):
 
 def exchange_cost(steps=2000):
     """Per-step time of two workers passing a 16-D value each way, minus one worker's
-    (`spike.plan.cost.measure_exchange`, which ``spike dry-run`` also uses)."""
-    from spike.plan.cost import measure_exchange
+    (`spike.tools.calibrate.measure_exchange`, which ``spike dry-run`` also uses)."""
+    from spike.tools.calibrate import measure_exchange
 
     seconds = measure_exchange(steps)
     return {
@@ -347,9 +348,8 @@ def fmt(x, unit="×"):
 
 
 def markdown(summary, results, exchange, bandwidth, info, memory=(), baselines=None):
-    from spike.plan.cost import PEAK_BYTES_PER_OPERATOR, PEAK_DATA_FACTOR
-
     from bench import models
+    from spike.plan.cost import PEAK_BYTES_PER_OPERATOR, PEAK_DATA_FACTOR
 
     lines = [
         f"# Spike benchmarks ({info['date']})",

@@ -3,6 +3,7 @@
 ``spike.Simulator`` has the interface of ``nengo.Simulator``; see its docstring.
 """
 
+from spike.client.pool import shutdown_pool as shutdown
 from spike.exceptions import (
     AllocationError,
     HostError,
@@ -13,7 +14,6 @@ from spike.exceptions import (
     WorkerDied,
     WorkerError,
 )
-from spike.client.pool import shutdown_pool as shutdown
 from spike.simulator import Simulator
 from spike.version import __version__
 

@@ -1,64 +1,40 @@
 """`spike.Simulator`: nengo.Simulator's interface, running on worker processes."""
 
 import logging
-import os
 import warnings
 import weakref
 
-import numpy as np
 import nengo.utils.numpy as npext
+import numpy as np
 from nengo.exceptions import ReadonlyError, SimulatorClosed, ValidationError
-from nengo.builder.signal import SignalDict
 from nengo.simulator import SimulationData
 from nengo.utils.progress import Progress, ProgressTracker
 
-from spike.plan import allocation as allocation_file
-from spike.exceptions import SpikeError
-from spike.build.model import make_model, recording_owners
-from spike.build.partition import partition_model
-from spike.plan.placement import CLIENT, place, placement_inputs, suggest_workers
-from spike.plan.peers import make_plans, probe_record_keys
+from spike import config
+from spike.builder.order import model_step_order
+from spike.builder.pipeline import prepare
+from spike.client.assemble import probe_samples, whole_signals
 from spike.client.pool import get_pool
 from spike.client.session import Session
-from spike.build.split import model_step_order, redivide, split_model
+from spike.cluster.hostpool import HostPool
+from spike.cluster.ssh import SSHHostPool
+from spike.exceptions import SpikeError
+from spike.plan import allocation as allocation_file
+from spike.plan.calibration import machine_calibration
+from spike.plan.pipeline import max_local_workers, plan_model
+from spike.plan.placement import CLIENT
 
 logger = logging.getLogger(__name__)
 
 
 def default_workers():
-    """``SPIKE_WORKERS`` if set, else None: chosen per model (see `choose_workers`)."""
-    env = os.environ.get("SPIKE_WORKERS")
-    if env:
-        return int(env)
-    return None
-
-
-def max_local_workers():
-    """The most local workers Spike chooses by itself: one per core."""
-    return os.cpu_count() or 1
-
-
-def choose_workers(partition, max_workers, assignments=None, calibration=None):
-    """The number of workers for ``partition`` (`spike.plan.placement.suggest_workers`:
-    the count with the shortest estimated step, compute plus exchange, using this
-    machine's calibration), at least enough for the worker indices in
-    ``assignments``. Returns (count, estimated seconds per step)."""
-    entries, links, costs = placement_inputs(partition, calibration=calibration)
-    n, step = suggest_workers(entries, links, max_workers, costs=costs)
-    named = [v for v in (assignments or {}).values() if not isinstance(v, str)]
-    if named:
-        n = max(n, max(int(v) for v in named) + 1)
-    return n, step
+    """``SPIKE_WORKERS`` if set, else None: chosen per model (see `spike.plan.pipeline.choose_workers`)."""
+    return config.get("SPIKE_WORKERS")
 
 
 def default_compile():
     """``"auto"`` unless ``SPIKE_COMPILE`` says ``0``/``1``/``auto``."""
-    env = os.environ.get("SPIKE_COMPILE", "auto").strip().lower()
-    if env in ("1", "true", "yes", "on"):
-        return True
-    if env in ("0", "false", "no", "off"):
-        return False
-    return "auto"
+    return config.get("SPIKE_COMPILE")
 
 
 class Simulator:
@@ -110,7 +86,7 @@ class Simulator:
     max_neurons : int, optional
         Ensembles with more neurons are split into ``ceil(n / max_neurons)``
         sub-ensembles of (nearly) equal size, each placed on its own (see
-        `spike.build.split`): same results, up to the order of sums. An ensemble that
+        `spike.builder.split`): same results, up to the order of sums. An ensemble that
         cannot be divided exactly stays whole, with a warning saying why.
     allocation : str, optional
         An allocation file from ``spike dry-run`` or ``spike rebalance``: which
@@ -138,12 +114,12 @@ class Simulator:
         Probe data and built parameters, as in `nengo.Simulator`.
     model : Model
     partition : Partition
-        The model's actors (see `spike.build.partition`).
+        The model's actors (see `spike.builder.partition`).
     split : SplitReport
-        Which ensembles were split, and which could not be (see `spike.build.split`);
+        Which ensembles were split, and which could not be (see `spike.builder.split`);
         which actors held together by passthrough Nodes were divided into groups
         of ensembles, one per worker, and which could not be (``divisions``,
-        ``undivided``; see `spike.build.passthrough`).
+        ``undivided``; see `spike.builder.passthrough`).
     placement : dict
         ``{actor index: peer}``; peer 0 is the client, ``k + 1`` is worker ``k``.
     """
@@ -236,77 +212,45 @@ class Simulator:
         self, network, dt, model, progress_bar, optimize, assignments, max_neurons,
         allocation,
     ):
-        hosts, ssh, on_unreachable, keys = self.hosts, self.ssh, self.on_unreachable, self.keys
-        self.model = make_model(network, dt) if model is None else model
         progress = ProgressTracker(progress_bar, Progress("Building", "Build"))
         with progress:
-            if network is not None:
-                with recording_owners(self.model):
-                    self.model.build(
-                        network, progress=progress.next_stage("Building", "Build")
-                    )
-            if hosts is not None:
+            if self.hosts is not None:  # reachable hosts first: fail before a long build
                 with progress.next_stage("Connecting to hosts", "Connection"):
-                    self._pool = open_host_pool(hosts, ssh, on_unreachable, keys)
+                    self._pool = open_host_pool(
+                        self.hosts, self.ssh, self.on_unreachable, self.keys
+                    )
                     if self.n_workers is None:
                         self.n_workers = self._pool.total_slots
                     self._pool.check_workers(self.n_workers)
+            prepared = prepare(
+                network, dt, model, max_neurons, n_groups=self._groups(),
+                undoable=self.n_workers is None, progress=progress,
+            )
+            self.model, self.split = prepared.model, prepared.split
+            self.max_neurons = max_neurons
+            self._step_order = None  # computed when asked for (`step_order`)
             with progress.next_stage("Placing on workers", "Placement"):
-                choosing = self.n_workers is None
-                self.split = split_model(
-                    self.model, max_neurons, self._groups(), undoable=choosing
+                layout = plan_model(
+                    prepared, self.n_workers, assignments, allocation=self.allocation,
+                    allocation_path=allocation, optimize=optimize, compile=self.compile,
+                    dtype=self.dtype, calibration=machine_calibration(),
                 )
-                self.max_neurons = max_neurons
-                self._step_order = None  # computed when asked for (`step_order`)
-                self.partition = partition_model(self.model, self.split)
-                if choosing:
-                    try:
-                        self._choose_workers(assignments)
-                    finally:  # what undoes the division is not kept, nor pickled
-                        self.split.before_division = None
-                if self.allocation is not None:
-                    peers = self._allocated_peers(allocation)
-                else:
-                    peers = place(self.partition, self.n_workers, assignments)
-                self.placement = dict(enumerate(peers))
-                plans = make_plans(
-                    self.model, self.partition, peers, self.n_workers + 1,
-                    order=self.model.operators, optimize=optimize,
-                    compile=self.compile, matrix_dtype=self.dtype,
-                    rng_order=self.model.spike_rng_order, probe_parts=self.split.probes,
-                )
-                self._probe_records = probe_record_keys(self.model.probes, self.split.probes)
+            self.partition = prepared.partition
+            self.n_workers = layout.n_workers
+            self.placement = dict(enumerate(layout.peers))
+            self._probe_records = layout.probe_records
             with progress.next_stage("Starting workers", "Start-up"):
                 self._session = Session(
-                    plans,
+                    layout.plans,
                     self.model.spike_rng_order,
                     get_pool() if self._pool is None else self._pool,
                     getattr(self.model, "spike_op_owner", {}),
                 )
 
-    def _choose_workers(self, assignments):
-        """Choose the number of workers for the partition; divide actors again if
-        fewer workers than groups were chosen."""
-        self.n_workers, step = choose_workers(
-            self.partition, max_local_workers(), assignments
-        )
-        logger.info(
-            "chose %d worker(s) for %d actors (estimated %.1f µs per step)",
-            self.n_workers, len(self.partition.actors), step * 1e6,
-        )
-        split = self.split
-        if split.before_division is not None and self.n_workers < split.most_groups():
-            redivide(self.model, self.n_workers)
-            self.partition = partition_model(self.model, split)
-            logger.info(
-                "divided again into at most %d groups: %d actors", self.n_workers,
-                len(self.partition.actors),
-            )
-
     def _groups(self):
         """Most groups an actor held together by passthrough Nodes is divided into
-        (`spike.build.passthrough`): one per worker (per core when Spike chooses the number
-        of workers), or what the allocation file was made with."""
+        (`spike.builder.passthrough`): one per worker (per core when Spike chooses the
+        number of workers), or what the allocation file was made with."""
         if self.allocation is not None:
             return self.allocation["model"].get("groups")
         return self.n_workers or max_local_workers()
@@ -332,20 +276,6 @@ class Simulator:
                 attr="assignments",
             )
         return data, made_with
-
-    def _allocated_peers(self, path):
-        """Peers of the actors, from the allocation file (checked against the model)."""
-        actors = self.partition.actors
-        allocation_file.check_matches(
-            self.allocation,
-            [allocation_file.actor_signature(a) for a in actors],
-            [a.label for a in actors],
-            path=str(path),
-        )
-        return [
-            CLIENT if entry["worker"] is None else entry["worker"] + 1
-            for entry in self.allocation["actors"]
-        ]
 
     def __del__(self):
         if not getattr(self, "closed", True):
@@ -413,23 +343,7 @@ class Simulator:
         """
         if self.closed:
             return None
-        snapshot = SignalDict()
-        values = self._session.gather_signals()
-        for base, value in values.items():
-            dict.__setitem__(snapshot, base, value)
-        for split in self.split.splits.values():  # whole signals of split ensembles
-            for base, (axis, parts) in split.bases.items():
-                if all(p in values for p in parts):
-                    whole = np.concatenate([values[p] for p in parts], axis=axis)
-                    dict.__setitem__(snapshot, base, whole)
-        for division in self.split.divisions:  # signals of actors divided into groups
-            for base, copies in division.repeated.items():
-                if copies[0] in values:
-                    dict.__setitem__(snapshot, base, values[copies[0]])
-            for base, shares in division.partial.items():
-                if all(p in values for p in shares):
-                    dict.__setitem__(snapshot, base, sum(values[p] for p in shares))
-        return snapshot
+        return whole_signals(self._session.gather_signals(), self.split)
 
     def __enter__(self):
         if self.closed:
@@ -548,21 +462,11 @@ class Simulator:
 
     def _collect_probes(self):
         records = self._session.take_probe_data()
-        for index, keys in enumerate(self._probe_records):
-            probe = self.model.probes[index]
-            if len(keys) == 1 and probe not in self.split.probes:
-                samples = records.get(keys[0])
-            else:  # recorded in parts: join the neurons, or add up the sums
-                parts = [records[k] for k in keys]
-                how = self.split.probes[probe]
-                if how.combine == "sum":
-                    samples = parts[0].copy()
-                    for part in parts[1:]:
-                        samples += part
-                else:
-                    samples = np.concatenate(parts, axis=1 + how.axis)
-            if samples is not None:
-                self._sim_data[probe].extend(samples)
+        samples = probe_samples(
+            records, self.model.probes, self._probe_records, self.split.probes
+        )
+        for probe, recorded in samples.items():
+            self._sim_data[probe].extend(recorded)
 
     def trange(self, dt=None, sample_every=None):
         """Times of the probed samples (starting at ``dt``, not 0)."""
@@ -598,11 +502,7 @@ class Simulator:
 
 def open_host_pool(hosts, ssh, on_unreachable, keys):
     """The `spike.cluster.hostpool.HostPool` of a Simulator given ``hosts``."""
-    from spike.cluster.hostpool import HostPool
-
     if ssh:
-        from spike.cluster.ssh import SSHHostPool
-
         return SSHHostPool(hosts, keys_dir=keys, on_unreachable=on_unreachable)
     return HostPool(hosts, keys_dir=keys, on_unreachable=on_unreachable)
 

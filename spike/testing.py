@@ -11,10 +11,11 @@ the exchange and the client's share, not a single process.
 
 import os
 
+from spike import config
 from spike.simulator import Simulator
 
 
 def load_simulator(request):
     """Return `spike.Simulator`, with more than one worker by default."""
-    os.environ["SPIKE_WORKERS"] = os.environ.get("SPIKE_TEST_WORKERS", "2")
+    os.environ["SPIKE_WORKERS"] = str(config.get("SPIKE_TEST_WORKERS"))
     return Simulator

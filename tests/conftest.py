@@ -11,8 +11,8 @@ import threading
 import time
 
 import nengo
-import pytest
 import numpy as np
+import pytest
 
 import spike
 from spike.client.pool import process_running as pid_alive

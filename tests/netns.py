@@ -23,6 +23,7 @@ import subprocess
 import time
 
 from daemonctl import die_with_test
+
 from spike.cluster.daemon import remove_stale_directories
 
 SSHD = "/usr/sbin/sshd"

@@ -10,10 +10,13 @@ import pytest
 from conftest import assert_same_probes, run_reference
 
 import spike
-from spike.plan import allocation
-from spike.plan.cost import BUSY_LIMIT, DEFAULT_CALIBRATION, actor_costs, calibrate, op_work
-from spike.tools.dryrun import build_for_placement, dry_run
+from spike.builder.pipeline import prepare
 from spike.exceptions import AllocationError
+from spike.plan import allocation
+from spike.plan.calibration import BUSY_LIMIT, DEFAULT_CALIBRATION
+from spike.plan.cost import actor_costs, op_work
+from spike.tools.calibrate import calibrate
+from spike.tools.dryrun import dry_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -49,7 +52,8 @@ def test_costs_count_neurons_and_multiply_adds():
         a = nengo.Ensemble(100, 3)
         b = nengo.Ensemble(50, 2)
         nengo.Connection(a, b, function=lambda x: x[:2])
-    model, split, partition = build_for_placement(net)
+    prepared = prepare(net)
+    model, partition = prepared.model, prepared.partition
     costs = actor_costs(model, partition, DEFAULT_CALIBRATION)
     by_neurons = {actor.n_neurons: cost for actor, cost in zip(partition.actors, costs)}
     a_cost = by_neurons[100]

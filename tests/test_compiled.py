@@ -18,14 +18,12 @@ from conftest import assert_equivalent, assert_same_probes, run_reference, run_s
 from models import MODELS, NEURON_TYPES, neuron_type_chain
 
 import spike
+from spike.builder.model import make_model
+from spike.builder.pipeline import prepare
+from spike.plan.pipeline import plan_model
 from spike.runtime import compiler
-from spike.runtime.compiler import libm
-from spike.runtime.compiler import processes
+from spike.runtime.compiler import libm, processes
 from spike.runtime.executor import Executor
-from spike.build.model import make_model
-from spike.build.partition import partition_model
-from spike.plan.placement import place
-from spike.plan.peers import make_plans
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -52,14 +50,9 @@ def test_neuron_types_match_reference_compiled(neuron_type):
 
 def compiled_executor(net, optimize=True, matrix_dtype="float64"):
     """The single worker's Executor for ``net``, built in this process."""
-    model = make_model(net, 0.001)
-    model.build(net)
-    partition = partition_model(model)
-    peers = place(partition, 1, None)
-    plans = make_plans(
-        model, partition, peers, 2, optimize=optimize, compile=True,
-        matrix_dtype=matrix_dtype,
-    )
+    plans = plan_model(
+        prepare(net), 1, optimize=optimize, compile=True, dtype=matrix_dtype
+    ).plans
     return Executor(plans[1])
 
 
@@ -384,18 +377,12 @@ def test_pickled_compiled_simulator_continues():
 MERGE_SIGNATURE = """
 import hashlib, sys
 from bench import models
-from spike.build.model import make_model, recording_owners
+from spike.builder.pipeline import prepare
+from spike.plan.pipeline import plan_model
 from spike.runtime.merge import merge_plan
-from spike.build.partition import partition_model
-from spike.plan.placement import place
-from spike.plan.peers import make_plans, step_order
 
 net, _ = models.TINY["stream"]()
-model = make_model(net, 0.001)
-with recording_owners(model):
-    model.build(net)
-partition = partition_model(model)
-plans = make_plans(model, partition, place(partition, 1, None), 2, order=step_order(model))
+plans = plan_model(prepare(net), 1, optimize=False).plans
 merge_plan(plans[1])
 
 def describe(sig):

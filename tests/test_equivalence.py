@@ -8,10 +8,10 @@ import os
 import nengo
 import numpy as np
 import pytest
-
-import spike
 from conftest import assert_equivalent, assert_same_probes, run_reference, run_spike
 from models import MODELS, NEURON_TYPES, neuron_type_chain, recurrent_loop
+
+import spike
 
 
 @pytest.mark.parametrize("workers", [1, 2, 3, 4])

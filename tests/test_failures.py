@@ -10,7 +10,6 @@ import nengo
 import numpy as np
 import pytest
 import zmq
-
 from conftest import kill_later, pid_alive, wait_gone
 
 import spike

@@ -15,23 +15,22 @@ import textwrap
 import threading
 import time
 
+import models
 import msgpack
 import nengo
 import numpy as np
 import pytest
 import zmq
+from conftest import assert_same_probes, kill_later, pid_alive, run_reference
+from daemonctl import REPO, DaemonProcess, children, env, wait_gone
 
 import spike
 from spike.cluster import keys as keyfiles
-from spike.comm import wire
-from spike.cluster.hostpool import HostPool
 from spike.cluster.daemon import remove_stale_directories
-from spike.exceptions import HostError, HostfileError, KeyFileError
 from spike.cluster.hostfile import DEFAULT_PORT, Host, parse_hostfile, read_hostfile
-
-import models
-from conftest import assert_same_probes, kill_later, pid_alive, run_reference
-from daemonctl import REPO, DaemonProcess, children, env, wait_gone
+from spike.cluster.hostpool import HostPool
+from spike.comm import wire
+from spike.exceptions import HostError, HostfileError, KeyFileError
 
 
 @pytest.fixture

@@ -10,16 +10,15 @@ import sys
 import threading
 import time
 
+import models
 import nengo
+import netns
 import pytest
+from conftest import assert_same_probes, kill_later, pid_alive, run_reference
+from daemonctl import REPO, env, wait_gone
 
 import spike
 from spike.exceptions import HostError
-
-import models
-from conftest import assert_same_probes, kill_later, pid_alive, run_reference
-from daemonctl import REPO, env, wait_gone
-import netns
 
 REASON = netns.unavailable()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"no namespace hosts: {REASON}")

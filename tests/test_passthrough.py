@@ -1,4 +1,4 @@
-"""Dividing actors that passthrough Nodes hold together (`spike.build.passthrough`).
+"""Dividing actors that passthrough Nodes hold together (`spike.builder.passthrough`).
 
 A network of ensembles between passthrough Nodes (an EnsembleArray, a
 CircularConvolution) is one actor until it is divided into groups, one per worker.
@@ -209,17 +209,19 @@ def test_fewer_groups_when_spike_chooses_fewer_workers(monkeypatch):
     (groups sharing a worker would each compute the same inputs). Here the machine
     is made to have 3 cores and the choice (`choose_workers`, which depends on this
     machine's calibration) to be 2 workers."""
+    import spike.plan.pipeline
     import spike.simulator
 
     monkeypatch.delenv("SPIKE_WORKERS", raising=False)
     monkeypatch.setattr(spike.simulator, "max_local_workers", lambda: 3)
+    monkeypatch.setattr(spike.plan.pipeline, "max_local_workers", lambda: 3)
     chosen = []
 
-    def choose_two(partition, max_workers, assignments=None):
+    def choose_two(partition, max_workers, assignments=None, calibration=None):
         chosen.append(sum("group" in actor.part for actor in partition.actors))
         return 2, 1e-4
 
-    monkeypatch.setattr(spike.simulator, "choose_workers", choose_two)
+    monkeypatch.setattr(spike.plan.pipeline, "choose_workers", choose_two)
     net, _ = conv_net()
     sim = assert_equivalent(net, steps=100)
     assert chosen == [3]  # divided for 3 cores first
@@ -230,22 +232,18 @@ def test_fewer_groups_when_spike_chooses_fewer_workers(monkeypatch):
 
 
 def test_redivide_undoes_the_division():
-    """`spike.build.split.redivide` into fewer groups leaves the model as if divided into
+    """`spike.builder.pipeline.redivide` into fewer groups leaves the model as if divided into
     those in the first place; into one group, as it was built."""
-    from spike.tools.dryrun import build_for_placement
-    from spike.build.model import make_model, recording_owners
-    from spike.build.split import redivide, split_model
+    from spike.builder.pipeline import prepare, redivide
 
     def built(n_groups):
         net, _ = conv_net()
-        return build_for_placement(net, n_groups=n_groups)[0].operators
+        return prepare(net, n_groups=n_groups).model.operators
 
     whole, in_two = built(1), built(2)
     net, _ = conv_net()
-    model = make_model(net, 0.001)
-    with recording_owners(model):
-        model.build(net)
-    report = split_model(model, None, 3, undoable=True)
+    prepared = prepare(net, n_groups=3, undoable=True)
+    model, report = prepared.model, prepared.split
     assert report.most_groups() == 3
     redivide(model, 2)
     assert [d.n_groups for d in report.divisions] == [2]

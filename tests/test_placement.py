@@ -5,11 +5,11 @@ import pytest
 from conftest import assert_same_probes, run_reference
 
 import spike
+from spike.builder.pipeline import prepare
 from spike.plan.allocation import imbalance
-from spike.plan.cost import DEFAULT_CALIBRATION, Calibration
-from spike.tools.dryrun import build_for_placement
+from spike.plan.calibration import DEFAULT_CALIBRATION, Calibration
+from spike.plan.pipeline import choose_workers
 from spike.plan.placement import balance, placement_inputs, step_estimate
-from spike.simulator import choose_workers
 
 
 def streams(n_chains=6, length=6, n_neurons=60, dimensions=2, seed=0):
@@ -27,7 +27,7 @@ def streams(n_chains=6, length=6, n_neurons=60, dimensions=2, seed=0):
 
 
 def inputs(net):
-    _, _, partition = build_for_placement(net)
+    partition = prepare(net).partition
     return placement_inputs(partition, calibration=DEFAULT_CALIBRATION)
 
 
@@ -113,7 +113,7 @@ def test_worker_count_is_chosen_per_model(monkeypatch):
         assert sim.n_workers == 1
         sim.run_steps(10)
 
-    _, _, partition = build_for_placement(streams())
+    partition = prepare(streams()).partition
     cores = __import__("os").cpu_count() or 1
     n, _ = choose_workers(partition, cores, calibration=DEFAULT_CALIBRATION)
     assert n == cores  # 36 ensembles of equal work: every core pays
@@ -135,7 +135,8 @@ def test_a_busy_machine_is_noticed():
     import subprocess
     import sys
 
-    from spike.plan.cost import BUSY_LIMIT, cpu_busy_elsewhere
+    from spike.plan.calibration import BUSY_LIMIT
+    from spike.tools.calibrate import cpu_busy_elsewhere
 
     if cpu_busy_elsewhere(0.05) is None:
         pytest.skip("no /proc/stat here")

@@ -3,8 +3,8 @@
 import numpy as np
 from nengo.builder.signal import Signal, SignalDict
 
-from spike.runtime import recording
 from spike.plan.peers import ProbePlan
+from spike.runtime import recording
 from spike.runtime.recording import ProbeRecorder
 
 

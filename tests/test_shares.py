@@ -11,16 +11,12 @@ import nengo
 import numpy as np
 import pytest
 
-from spike.runtime import compiler
-from spike.runtime import shares
-from spike.runtime.executor import Executor
-from spike.build.model import make_model
-from spike.build.partition import partition_model
-from spike.plan.placement import place
-from spike.plan.peers import make_plans
-from spike.runtime.rng import rng_states
+from spike.builder.pipeline import prepare
 from spike.client.session import _pickle_plan
-from spike.build.split import split_model
+from spike.plan.pipeline import plan_model
+from spike.runtime import compiler, shares
+from spike.runtime.executor import Executor
+from spike.runtime.rng import rng_states
 
 
 @pytest.fixture(autouse=True)
@@ -59,8 +55,8 @@ def chains(seed=3, n=3, length=4):
 
 
 def divided_and_split(seed=3):
-    """An ensemble array (divided into groups, `spike.build.passthrough`) feeding a large
-    ensemble (split, `spike.build.split`); unlabeled, so names hold memory addresses."""
+    """An ensemble array (divided into groups, `spike.builder.passthrough`) feeding a large
+    ensemble (split, `spike.builder.split`); unlabeled, so names hold memory addresses."""
     with nengo.Network(seed=seed) as net:
         stim = nengo.Node(nengo.processes.WhiteSignal(1.0, high=5, seed=1), size_out=3)
         array = nengo.networks.EnsembleArray(30, 3)
@@ -75,18 +71,10 @@ def divided_and_split(seed=3):
 def worker_share(net, compile, workers=1, max_neurons=None):
     """``(plan, blob, states)``: the first worker's plan, pickled as sent, and the
     random states of a reset."""
-    model = make_model(net, 0.001)
-    model.build(net)
-    report = split_model(model, max_neurons, workers)
-    partition = partition_model(model, report)
-    plans = make_plans(
-        model, partition, place(partition, workers, None), workers + 1,
-        order=model.operators,
-        optimize=True, compile=compile, rng_order=model.spike_rng_order,
-        probe_parts=report.probes,
-    )
+    prepared = prepare(net, max_neurons=max_neurons, n_groups=workers)
+    plans = plan_model(prepared, workers, compile=compile).plans
     blob = _pickle_plan(plans[1], {})
-    return pickle.loads(blob), blob, rng_states(model.spike_rng_order, 4, 0.001)
+    return pickle.loads(blob), blob, rng_states(prepared.model.spike_rng_order, 4, 0.001)
 
 
 def run(executor, states, steps=100):

@@ -6,10 +6,10 @@ import pickle
 import nengo
 import numpy as np
 import pytest
+from conftest import assert_same_probes, run_reference
 from nengo.exceptions import ReadonlyError, SimulatorClosed, ValidationError
 
 import spike
-from conftest import assert_same_probes, run_reference
 
 
 def sine(t):
@@ -205,8 +205,8 @@ def test_workers_started_before_the_build_are_the_ones_used():
 
 
 def test_unreadable_step_timings_are_ignored_with_a_warning(caplog):
-    from spike.runtime.executor import StepTiming
     from spike.client.session import step_timing
+    from spike.runtime.executor import StepTiming
 
     good = {"steps": 10, "compute": 0.5, "wait": 0.1, "send": 0.0}
     assert step_timing(good) == StepTiming(10, 0.5, 0.1, 0.0)

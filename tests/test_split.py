@@ -15,8 +15,8 @@ from conftest import assert_equivalent, assert_pickled_continues
 from models import MODELS
 
 import spike
+from spike.builder.signals import part_bounds
 from spike.runtime import compiler
-from spike.build.split import part_bounds
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

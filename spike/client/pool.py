@@ -22,8 +22,7 @@ import warnings
 
 import zmq
 
-from spike.comm import shm
-from spike.comm import wire
+from spike.comm import shm, wire
 from spike.exceptions import ProtocolError, WorkerDied, WorkerError
 
 logger = logging.getLogger(__name__)

@@ -17,13 +17,14 @@ import time
 import cloudpickle
 import zmq
 
-from spike.comm import shm
-from spike.exceptions import SpikeError, UnsupportedError
-from spike.comm.exchange import Exchange
-from spike.runtime.executor import Executor, StepTiming
-from spike.plan.placement import CLIENT
-from spike.build.partition import describe_object
+from spike import config
+from spike.builder.partition import describe_object
 from spike.client.pool import remote_error
+from spike.comm import shm
+from spike.comm.exchange import Exchange
+from spike.exceptions import SpikeError, UnsupportedError
+from spike.plan.placement import CLIENT
+from spike.runtime.executor import Executor, StepTiming
 from spike.runtime.rng import encode_states, rng_states
 
 logger = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ class Session:
         Setting ``SPIKE_EXCHANGE=zmq`` sends everything over ZeroMQ instead.
         """
         channels = {p.peer: {"send": {}, "recv": {}} for p in self.plans}
-        if os.environ.get("SPIKE_EXCHANGE", "shm") == "zmq" or not shm.available():
+        if config.get("SPIKE_EXCHANGE") == "zmq" or not shm.available():
             return channels
         groups = self.pool.shm_groups(self.handles)
         own = shm.client_directory(self.pool.pid)

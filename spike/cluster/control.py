@@ -16,15 +16,12 @@ import subprocess
 import sys
 import time
 
-import zmq
-
-from spike.cluster import keys as keyfiles
-from spike.exceptions import HostError
 from spike.cluster.hostfile import as_hosts
+from spike.cluster.links import Query
+from spike.cluster.ssh import start_daemons
+from spike.exceptions import HostError
 
 logger = logging.getLogger(__name__)
-
-QUERY_TIMEOUT = 3.0
 
 
 def default_state_dir():
@@ -33,52 +30,6 @@ def default_state_dir():
         os.path.expanduser("~"), ".local", "state"
     )
     return os.path.join(state, "spike")
-
-
-class Query:
-    """Connections to a list of daemons for status requests (a `HostLinks` thread).
-
-    Parameters
-    ----------
-    hosts : str or list
-        Hostfile path or hosts (see `spike.cluster.hostfile.as_hosts`).
-    keys_dir : str, optional
-    """
-
-    def __init__(self, hosts, keys_dir=None):
-        from spike.cluster.hostpool import HEARTBEAT_TIMEOUT, HostLinks
-
-        self.hosts = as_hosts(hosts)
-        client_keys, daemon_key = keyfiles.client_credentials(keys_dir, self.hosts)
-        self.context = zmq.Context()
-        self.links = HostLinks(
-            self.hosts, self.context, client_keys, daemon_key, 10 * HEARTBEAT_TIMEOUT
-        )
-        self.links.start()
-
-    def ask(self, op="status", timeout=QUERY_TIMEOUT):
-        """``{host: reply fields}``, or ``{host: {"error": why}}`` for a silent one."""
-        futures = {h: self.links.request(h, op) for h in self.hosts}
-        deadline = time.monotonic() + timeout
-        result = {}
-        for host, future in futures.items():
-            try:
-                message = self.links.result(host, future, max(0.0, deadline - time.monotonic()))
-                result[str(host)] = dict(message.fields)
-            except HostError as e:
-                result[str(host)] = {"error": str(e)}
-            result[str(host)].pop("req", None)
-        return result
-
-    def close(self):
-        self.links.stop()
-        self.context.destroy(linger=0)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def local_addresses():
@@ -154,8 +105,6 @@ def start(hosts, keys_dir=None, ssh=False, state_dir=None, out=sys.stdout):
         if host not in to_start:
             out.write(f"{host}: already running (pid {running[str(host)].get('pid')})\n")
     if ssh and to_start:
-        from spike.cluster.ssh import start_daemons
-
         for host, result in start_daemons(to_start, keys_dir=keys_dir).items():
             if isinstance(result, Exception):
                 failures[str(host)] = str(result)

@@ -48,12 +48,11 @@ import msgpack
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
-from spike.cluster import keys as keyfiles
-from spike.comm import shm
-from spike.comm import wire
-from spike.exceptions import KeyFileError, ProtocolError
-from spike.cluster.hostfile import DEFAULT_PORT
 from spike.client.pool import WORKER_ENV, describe_exit, process_running
+from spike.cluster import keys as keyfiles
+from spike.cluster.hostfile import DEFAULT_PORT
+from spike.comm import shm, wire
+from spike.exceptions import KeyFileError, ProtocolError
 from spike.version import __version__
 
 logger = logging.getLogger(__name__)

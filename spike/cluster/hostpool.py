@@ -26,11 +26,8 @@ each host of a hostfile, with the interface of the local `spike.client.pool.Work
    been silent for their ``--job-timeout``.
 """
 
-import concurrent.futures
-import itertools
 import logging
 import os
-import queue
 import secrets
 import socket
 import threading
@@ -38,231 +35,15 @@ import time
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
-from zmq.utils.monitor import recv_monitor_message
 
-from spike.cluster import keys as keyfiles
-from spike.comm import wire
-from spike.exceptions import HostError, ProtocolError, WorkerError
-from spike.cluster.hostfile import as_hosts
+from spike import config
 from spike.client.pool import HELLO_TIMEOUT, WorkerHandle, WorkerPool
+from spike.cluster import keys as keyfiles
+from spike.cluster.hostfile import as_hosts
+from spike.cluster.links import REQUEST_TIMEOUT, HostLinks
+from spike.exceptions import HostError, WorkerError
 
 logger = logging.getLogger(__name__)
-
-HEARTBEAT_INTERVAL = 0.5
-"""Seconds between heartbeats to each daemon."""
-HEARTBEAT_TIMEOUT = 3.0
-"""A daemon silent this long (seconds) is taken for lost: host down or cut off."""
-CONNECT_TIMEOUT = 5.0
-"""Seconds a daemon has to answer the first status request."""
-REQUEST_TIMEOUT = 30.0
-POLL_MS = 20
-
-
-class DaemonLink:
-    """The connection to one host's daemon. Used by the `HostLinks` thread only,
-    except for the attributes it sets, which other threads read."""
-
-    def __init__(self, host, context, client_keys, server_key):
-        self.host = host
-        self.name = str(host)
-        self.socket = context.socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.setsockopt(zmq.ROUTING_ID, secrets.token_bytes(16))
-        self.socket.curve_serverkey = server_key
-        self.socket.curve_publickey, self.socket.curve_secretkey = client_keys
-        self.monitor = self.socket.get_monitor_socket(
-            zmq.EVENT_HANDSHAKE_SUCCEEDED
-            | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-            | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-            | zmq.EVENT_DISCONNECTED
-        )
-        if ":" in host.name:
-            self.socket.setsockopt(zmq.IPV6, 1)
-        self.socket.connect(host.address)
-        self.handshake = False
-        self.refused = None  # why the handshake failed, if it did
-        self.lost = None  # why the daemon is taken for lost, once it is
-        self.last_reply = None
-        self.status = None  # the daemon's last status reply (fields)
-        self.exits = {}  # worker id -> how it ended
-        self.pending = {}  # req -> Future
-        self.next_heartbeat = 0.0
-
-    def mark_lost(self, reason, quiet=False):
-        if self.lost is None:
-            self.lost = reason
-            if not quiet:
-                logger.warning("host %s lost: %s", self.name, reason)
-        for future in self.pending.values():
-            if not future.done():
-                future.set_exception(HostError(f"host {self.name}: {reason}", self.name))
-        self.pending.clear()
-
-    def close(self):
-        self.socket.disable_monitor()
-        self.monitor.close(linger=0)
-        self.socket.close(linger=0)
-
-
-class HostLinks(threading.Thread):
-    """A thread owning the sockets to every daemon: requests, heartbeats, events.
-
-    Parameters
-    ----------
-    hosts : list of Host
-    context : zmq.Context
-    client_keys : (bytes, bytes)
-        The client's public and secret key.
-    default_server_key : bytes
-        The daemons' public key (a `Host` with its own ``key`` overrides it).
-    heartbeat_timeout : float
-    """
-
-    def __init__(self, hosts, context, client_keys, default_server_key, heartbeat_timeout):
-        super().__init__(name="spike-host-links", daemon=True)
-        self.context = context
-        self.links = {}
-        for host in hosts:
-            server_key = host.key.encode() if host.key else default_server_key
-            self.links[host] = DaemonLink(host, context, client_keys, server_key)
-        self.heartbeat_timeout = heartbeat_timeout
-        self.requests = queue.Queue()
-        self.stopping = threading.Event()
-        self.req = itertools.count(1)
-
-    def request(self, host, op, fields=None):
-        """Send a request to ``host``'s daemon; a `Future` of its reply `Message`."""
-        future = concurrent.futures.Future()
-        self.requests.put((self.links[host], op, dict(fields or {}), future))
-        return future
-
-    def ask(self, host, op, fields=None, timeout=REQUEST_TIMEOUT):
-        """Send a request and wait for the reply (raises `HostError`)."""
-        return self.result(host, self.request(host, op, fields), timeout)
-
-    def result(self, host, future, timeout):
-        link = self.links[host]
-        try:
-            message = future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            raise HostError(f"host {link.name}: {self.silence(link, timeout)}", link.name) from None
-        if message.op == "error":
-            raise HostError(
-                f"host {link.name}: {message.fields.get('message')}", link.name
-            )
-        return message
-
-    @staticmethod
-    def silence(link, timeout):
-        if link.refused:
-            return link.refused
-        if link.lost:
-            return link.lost
-        if not link.handshake:
-            return (
-                f"no answer within {timeout:.1f} s (daemon not running, host down or "
-                "unreachable, or the daemon does not hold the key we expect)"
-            )
-        return f"the daemon did not answer within {timeout:.1f} s"
-
-    def stop(self):
-        self.stopping.set()
-        self.join(timeout=5)
-
-    def run(self):
-        poller = zmq.Poller()
-        by_socket = {}
-        for link in self.links.values():
-            poller.register(link.socket, zmq.POLLIN)
-            poller.register(link.monitor, zmq.POLLIN)
-            by_socket[link.socket] = link
-            by_socket[link.monitor] = link
-        try:
-            while not self.stopping.is_set():
-                self._send_requests()
-                for sock, _ in poller.poll(POLL_MS):
-                    link = by_socket[sock]
-                    if sock is link.monitor:
-                        self._on_event(link, recv_monitor_message(sock))
-                    else:
-                        self._on_message(link, sock.recv_multipart())
-                self._heartbeats(time.monotonic())
-        except Exception:  # never expected; make it visible and fail every link
-            logger.exception("host link thread failed")
-            for link in self.links.values():
-                link.mark_lost("the client's link thread failed")
-        finally:
-            for link in self.links.values():
-                link.mark_lost("the client closed its connections", quiet=True)
-                link.close()
-
-    def _send_requests(self):
-        while True:
-            try:
-                link, op, fields, future = self.requests.get_nowait()
-            except queue.Empty:
-                return
-            if link.lost:
-                future.set_exception(HostError(f"host {link.name}: {link.lost}", link.name))
-                continue
-            req = next(self.req)
-            fields["req"] = req
-            link.pending[req] = future
-            try:
-                link.socket.send_multipart(wire.encode(op, fields), zmq.NOBLOCK)
-            except zmq.ZMQError as e:
-                link.pending.pop(req, None)
-                future.set_exception(HostError(f"host {link.name}: cannot send: {e}", link.name))
-
-    def _on_event(self, link, event):
-        kind = event["event"]
-        if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-            link.handshake = True
-        elif kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-            link.refused = "the daemon refused our key (not in its authorized/ keys)"
-            link.mark_lost(link.refused)
-        elif kind in (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
-            link.refused = "CURVE handshake failed (wrong daemon key, or not a Spike daemon)"
-        elif kind == zmq.EVENT_DISCONNECTED and link.handshake:
-            link.mark_lost("connection to the daemon closed (daemon stopped or host down)")
-
-    def _on_message(self, link, parts):
-        try:
-            message = wire.decode(parts)
-        except ProtocolError as e:
-            logger.warning("malformed message from the daemon of %s dropped: %s", link.name, e)
-            return
-        link.last_reply = time.monotonic()
-        if message.op == "worker_exit":
-            wid = message.fields.get("id")
-            link.exits[str(wid)] = str(message.fields.get("status", "exited"))
-            return
-        if message.op == "status":
-            link.status = message.fields
-        future = link.pending.pop(message.fields.get("req"), None)
-        if future is not None and not future.done():
-            future.set_result(message)
-
-    def _heartbeats(self, now):
-        for link in self.links.values():
-            if link.lost or link.last_reply is None:
-                continue  # not yet answered: the first request's timeout applies
-            if now - link.last_reply > self.heartbeat_timeout:
-                link.mark_lost(
-                    f"no heartbeat from the daemon for {now - link.last_reply:.1f} s "
-                    "(host down or network cut off)"
-                )
-                continue
-            if now >= link.next_heartbeat:
-                link.next_heartbeat = now + HEARTBEAT_INTERVAL
-                req = next(self.req)
-                try:
-                    link.socket.send_multipart(
-                        wire.encode("heartbeat", {"req": req}), zmq.NOBLOCK
-                    )
-                except zmq.ZMQError:
-                    pass  # the silence will tell
 
 
 class RemoteWorkerHandle(WorkerHandle):
@@ -306,7 +87,7 @@ class HostPool(WorkerPool):
         Address of this machine that the hosts reach (default: the address on the
         route to the first host; ``SPIKE_CLIENT_ADDRESS`` overrides).
     connect_timeout, heartbeat_timeout : float, optional
-        Seconds (default `CONNECT_TIMEOUT`, `HEARTBEAT_TIMEOUT`, or the environment
+        Seconds (default the environment
         variables ``SPIKE_CONNECT_TIMEOUT`` and ``SPIKE_HEARTBEAT_TIMEOUT``).
     """
 
@@ -320,11 +101,9 @@ class HostPool(WorkerPool):
         heartbeat_timeout=None,
     ):
         if connect_timeout is None:
-            connect_timeout = float(os.environ.get("SPIKE_CONNECT_TIMEOUT", CONNECT_TIMEOUT))
+            connect_timeout = config.get("SPIKE_CONNECT_TIMEOUT")
         if heartbeat_timeout is None:
-            heartbeat_timeout = float(
-                os.environ.get("SPIKE_HEARTBEAT_TIMEOUT", HEARTBEAT_TIMEOUT)
-            )
+            heartbeat_timeout = config.get("SPIKE_HEARTBEAT_TIMEOUT")
         if on_unreachable not in ("error", "skip"):
             raise ValueError(f"on_unreachable must be 'error' or 'skip', not {on_unreachable!r}")
         self.pid = os.getpid()
@@ -403,7 +182,7 @@ class HostPool(WorkerPool):
 
         self.client_address = (
             client_address
-            or os.environ.get("SPIKE_CLIENT_ADDRESS")
+            or config.get("SPIKE_CLIENT_ADDRESS")
             or local_address_towards(next(iter(self.capacity)).name, 1)
         )
         self.router = self.context.socket(zmq.ROUTER)
@@ -475,7 +254,7 @@ class HostPool(WorkerPool):
                 "ids": ids,
                 "control": self.address,
                 "keys": self.job_keys,
-                "log_level": os.environ.get("SPIKE_LOG_LEVEL", "WARNING"),
+                "log_level": config.get("SPIKE_LOG_LEVEL"),
             })
         started = []
         failure = None

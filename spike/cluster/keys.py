@@ -29,6 +29,7 @@ import stat
 
 import zmq
 
+from spike import config
 from spike.exceptions import KeyFileError
 
 logger = logging.getLogger(__name__)
@@ -42,12 +43,7 @@ AUTHORIZED = "authorized"
 
 def default_keys_dir():
     """``$SPIKE_KEYS_DIR``, else ``$XDG_CONFIG_HOME/spike/keys`` (``~/.config``)."""
-    if os.environ.get("SPIKE_KEYS_DIR"):
-        return os.environ["SPIKE_KEYS_DIR"]
-    config = os.environ.get("XDG_CONFIG_HOME") or os.path.join(
-        os.path.expanduser("~"), ".config"
-    )
-    return os.path.join(config, "spike", "keys")
+    return config.keys_dir()
 
 
 def _write(path, text, mode):

@@ -33,10 +33,12 @@ import shlex
 import socket
 import time
 
+from spike import config
 from spike.cluster import keys as keyfiles
-from spike.cluster.hostpool import HostPool
-from spike.exceptions import HostError
 from spike.cluster.hostfile import as_hosts
+from spike.cluster.hostpool import HostPool
+from spike.cluster.links import Query
+from spike.exceptions import HostError
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +59,7 @@ def _paramiko():
 
 
 def ssh_config_path():
-    return os.environ.get("SPIKE_SSH_CONFIG") or os.path.expanduser("~/.ssh/config")
+    return config.get("SPIKE_SSH_CONFIG") or os.path.expanduser("~/.ssh/config")
 
 
 def lookup(name):
@@ -129,8 +131,8 @@ def remote_paths():
     """Key and state directories on the hosts (``SPIKE_REMOTE_KEYS`` and
     ``SPIKE_REMOTE_STATE`` override; relative paths are from the login's home)."""
     return (
-        os.environ.get("SPIKE_REMOTE_KEYS", REMOTE_KEYS),
-        os.environ.get("SPIKE_REMOTE_STATE", REMOTE_STATE),
+        config.get("SPIKE_REMOTE_KEYS"),
+        config.get("SPIKE_REMOTE_STATE"),
     )
 
 
@@ -200,9 +202,9 @@ def start_daemon(host, keys_dir=None, python=None, extra_args=None):
         More daemon options (``SPIKE_SSH_DAEMON_ARGS``).
     """
     keys_dir = keys_dir or keyfiles.default_keys_dir()
-    python = python or os.environ.get("SPIKE_REMOTE_PYTHON", "python3")
+    python = python or config.get("SPIKE_REMOTE_PYTHON")
     if extra_args is None:
-        extra_args = shlex.split(os.environ.get("SPIKE_SSH_DAEMON_ARGS", ""))
+        extra_args = config.get("SPIKE_SSH_DAEMON_ARGS")
     try:
         return _start_daemon(host, keys_dir, python, extra_args)
     except HostError as e:
@@ -212,8 +214,6 @@ def start_daemon(host, keys_dir=None, python=None, extra_args=None):
 
 
 def _start_daemon(host, keys_dir, python, extra_args):
-    from spike.cluster.control import Query
-
     address = resolve(host.name)
     client = connect(host.name)
     try:
@@ -272,8 +272,6 @@ def start_daemons(hosts, keys_dir=None):
 
 def stop_daemon(host, pid, keys_dir=None):
     """Stop a daemon started over SSH: a shutdown request, else ``kill`` over SSH."""
-    from spike.cluster.control import Query
-
     with Query([host], keys_dir) as query:
         reply = query.ask("shutdown", timeout=3.0)[str(host)]
     if "error" not in reply:
@@ -299,8 +297,6 @@ class SSHHostPool(HostPool):
     def __init__(self, hosts, keys_dir=None, on_unreachable="error", **options):
         hosts = as_hosts(hosts)
         self.started = {}
-        from spike.cluster.control import Query
-
         with Query(hosts, keys_dir) as query:
             running = query.ask(timeout=1.0)
         missing = [h for h in hosts if "error" in running[str(h)]]

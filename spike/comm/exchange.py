@@ -18,8 +18,8 @@ import msgpack
 import numpy as np
 import zmq
 
-from spike.exceptions import ProtocolError
 from spike.comm.shm import ShmChannel
+from spike.exceptions import ProtocolError
 
 logger = logging.getLogger(__name__)
 

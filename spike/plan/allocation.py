@@ -24,9 +24,10 @@ before an object changed, is refused with a message naming the first difference.
 import hashlib
 import json
 
-from spike.plan.cost import estimated_peak_rss
 from spike.exceptions import AllocationError
-from spike.plan.placement import ExchangeCosts, balance
+from spike.plan.calibration import ExchangeCosts
+from spike.plan.cost import estimated_peak_rss
+from spike.plan.placement import balance
 
 FORMAT = "spike-allocation"
 VERSION = 1

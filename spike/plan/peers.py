@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from nengo.builder.operator import TimeUpdate
-from nengo.utils.graphs import toposort
-from nengo.utils.simulator import operator_dependency_graph
+
+from spike.builder.order import stable_toposort, step_order
+from spike.builder.signals import memory_positions
 
 _FLOAT64 = np.dtype(np.float64)  # compared by identity: `==` costs 0.1 µs a step
 
@@ -58,8 +59,6 @@ class Route:
         bound = self.__dict__.get("_bound")
         if bound is not None and bound[0] is signals:
             return bound[1]
-        from spike.runtime.compiler.symbolic import memory_positions
-
         groups = {}  # id of an owner array -> (flat owner, [positions], [buffer positions])
         copies = []
         for sig, offset in zip(self.bases, self.offsets):
@@ -201,39 +200,6 @@ class PeerPlan:
         )
 
 
-def stable_toposort(ops, rank):
-    """``ops`` in dependency order, ties broken by ``rank[op]``.
-
-    nengo's toposort visits sets, so its order changes from run to run; this one is
-    the same whenever ``rank`` is (an operator's index in the list the builder made),
-    which keeps compiled code's cache keys stable.
-    """
-    import heapq
-
-    edges = operator_dependency_graph(ops)
-    waiting = {op: 0 for op in edges}
-    for successors in edges.values():
-        for op in successors:
-            waiting[op] += 1
-    ready = [(rank[op], op) for op, n in waiting.items() if n == 0]
-    heapq.heapify(ready)
-    ordered = []
-    while ready:
-        _, op = heapq.heappop(ready)
-        ordered.append(op)
-        for successor in edges[op]:
-            waiting[successor] -= 1
-            if waiting[successor] == 0:
-                heapq.heappush(ready, (rank[successor], successor))
-    return [op for op in ordered if hasattr(op, "make_step")]
-
-
-def step_order(model):
-    """The reference simulator's operator order for ``model``."""
-    dg = operator_dependency_graph(model.operators)
-    return [op for op in toposort(dg) if hasattr(op, "make_step")]
-
-
 def make_plans(
     model,
     partition,
@@ -270,7 +236,7 @@ def make_plans(
         model's order before ensembles were split. Operators not in it (the parts
         of split ensembles) get position -1 (they draw no random numbers).
     probe_parts : dict, optional
-        ``{probe: ProbeParts}`` (`spike.build.split`): such a probe is recorded as one
+        ``{probe: ProbeParts}`` (`spike.builder.split`): such a probe is recorded as one
         `ProbePlan` per part, keyed ``len(model.probes) + j``; see `probe_record_keys`.
     """
     order = step_order(model) if order is None else order

@@ -20,8 +20,10 @@ import warnings
 
 from nengo.network import Network
 
+from spike.builder.partition import describe_object
 from spike.exceptions import PlacementError
-from spike.build.partition import describe_object
+from spike.plan.calibration import DEFAULT_CALIBRATION, EXCHANGE
+from spike.plan.cost import actor_work
 
 CLIENT = 0
 """Peer index of the client process."""
@@ -69,8 +71,6 @@ def _expand_assignments(assignments):
 def actor_entry(actor, calibration):
     """An actor as `balance` sees it: estimated seconds per step and bytes held
     (`spike.plan.cost.actor_work`)."""
-    from spike.plan.cost import actor_work
-
     work, memory = actor_work(actor)
     return {
         "index": actor.index,
@@ -94,8 +94,9 @@ def place(partition, n_workers, assignments=None, calibration=None):
         objects; each object places its home actor (see `Partition.object_home`). Objects joined within one step must share a worker; asking otherwise
         raises `PlacementError` naming them.
     calibration : Calibration, optional
-        Seconds per unit of work and exchange costs (default: this machine's, from
-        the last ``spike dry-run``, else `spike.plan.cost.DEFAULT_CALIBRATION`).
+        Seconds per unit of work and exchange costs (default:
+        `spike.plan.calibration.DEFAULT_CALIBRATION`; a Simulator passes this
+        machine's, `spike.plan.calibration.machine_calibration`).
 
     Returns
     -------
@@ -145,9 +146,7 @@ def placement_inputs(partition, peer_of_actor=None, calibration=None):
     in the client either way).
     """
     if calibration is None:
-        from spike.plan.cost import machine_calibration
-
-        calibration = machine_calibration()
+        calibration = DEFAULT_CALIBRATION
     peer_of_actor = peer_of_actor or [None] * len(partition.actors)
     entries = []
     for actor in partition.actors:
@@ -386,39 +385,6 @@ def _refine(actors, links, part_of, n_parts):
 
 
 # -- comparing placements ----------------------------------------------------------------
-
-
-class ExchangeCosts:
-    """What exchanging values costs a worker per step, for comparing placements.
-
-    Parameters
-    ----------
-    partner_seconds : float
-        Per other worker on the same host exchanged with (measured by ``make
-        bench``'s exchange micro-benchmark, and by ``spike dry-run``).
-    remote_partner_seconds : float
-        Per worker on another host.
-    local_bytes_per_second, remote_bytes_per_second : float
-        Bandwidth for the bytes themselves.
-    """
-
-    def __init__(self, partner_seconds=15e-6, remote_partner_seconds=150e-6,
-                 local_bytes_per_second=2e9, remote_bytes_per_second=1e8):
-        self.partner_seconds = float(partner_seconds)
-        self.remote_partner_seconds = float(remote_partner_seconds)
-        self.local_bytes_per_second = float(local_bytes_per_second)
-        self.remote_bytes_per_second = float(remote_bytes_per_second)
-
-    def to_dict(self):
-        return dict(vars(self))
-
-    @classmethod
-    def from_dict(cls, data):
-        return cls(**{k: float(v) for k, v in data.items() if k in vars(cls())})
-
-
-EXCHANGE = ExchangeCosts()
-"""Defaults: 15 µs per local partner (``make bench`` on a 2-core VM), 150 µs remote."""
 
 
 def step_estimate(actors, links, worker_of, n_workers, workers_per_machine=None,

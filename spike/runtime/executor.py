@@ -14,8 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from nengo.builder.signal import SignalDict
 
-from spike.runtime import compiler
-from spike.runtime import shares
+from spike.runtime import compiler, shares
 from spike.runtime.merge import merge_plan
 from spike.runtime.recording import ProbeRecorder
 

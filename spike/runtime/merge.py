@@ -33,7 +33,8 @@ from nengo.builder.operator import DotInc
 from nengo.builder.optimizer import OpMerger, optimize
 from nengo.utils.simulator import operator_dependency_graph
 
-from spike.plan.peers import Route, stable_toposort
+from spike.builder.order import stable_toposort
+from spike.plan.peers import Route
 
 
 class OwnRngSimNeurons(SimNeurons):

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import cloudpickle
 
-from spike.runtime.compiler import cache_dir
-from spike.runtime.compiler import libm
+from spike import config
+from spike.runtime.compiler import cache_dir, libm
 
 logger = logging.getLogger("spike.runtime.shares")
 
@@ -44,7 +44,7 @@ _environment = None
 
 
 def enabled():
-    return os.environ.get("SPIKE_SHARE_CACHE", "1") != "0"
+    return config.get("SPIKE_SHARE_CACHE")
 
 
 def shares_dir():

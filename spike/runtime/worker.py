@@ -39,9 +39,10 @@ import warnings
 import msgpack
 import zmq
 
-from spike.runtime import shares
+from spike import config
 from spike.comm import wire
 from spike.comm.exchange import Exchange
+from spike.runtime import shares
 from spike.runtime.executor import Executor
 from spike.runtime.rng import decode_states
 
@@ -339,8 +340,7 @@ def preload_compiler(nice=0):
         except OSError:
             pass
     try:
-        from spike.runtime.compiler import available
-        from spike.runtime.compiler import preload
+        from spike.runtime.compiler import available, preload
 
         if available():
             preload()
@@ -383,7 +383,7 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=os.environ.get("SPIKE_LOG_LEVEL", "WARNING"),
+        level=config.get("SPIKE_LOG_LEVEL"),
         format=f"%(asctime)s worker {args.id} %(levelname)s %(message)s",
     )
     if args.parent is not None:

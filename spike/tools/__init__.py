@@ -1,1 +1,1 @@
-"""."""
+"""On top: the command line, the dry run, measuring the machine, progress bars."""

@@ -108,7 +108,6 @@ def plot(sim, probes, path):
 
 def cmd_run(args):
     from spike.simulator import Simulator
-
     from spike.tools.progress import run_progress_bar
 
     model = load_model(args.model)

@@ -1,7 +1,7 @@
 """The dry run: build, split, measure, estimate, and allocate, without simulating.
 
 As neurodamus does before a large run, ``spike dry-run`` builds the model, measures
-this machine (`spike.plan.cost.calibrate`, and an idle worker's memory), estimates every
+this machine (`spike.tools.calibrate.calibrate`, and an idle worker's memory), estimates every
 actor's compute and memory, and writes ``memory_usage.json`` (per object and per
 actor) and an allocation file (`spike.plan.allocation`) that ``spike.Simulator(net,
 allocation=...)`` follows.
@@ -12,19 +12,16 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+import nengo
+
+from spike.builder.pipeline import prepare
+from spike.client.pool import peak_rss_bytes
 from spike.plan import allocation as alloc
-from spike.plan.cost import (
-    WORK_KINDS,
-    actor_costs,
-    calibrate,
-    held_bytes,
-    op_work,
-    save_machine_calibration,
-)
-from spike.build.model import make_model, recording_owners
-from spike.build.partition import partition_model
+from spike.plan.calibration import save_machine_calibration
+from spike.plan.cost import WORK_KINDS, actor_costs, held_bytes, op_work
 from spike.plan.placement import suggest_workers
-from spike.build.split import split_model
+from spike.simulator import Simulator
+from spike.tools.calibrate import calibrate
 
 
 @dataclass
@@ -40,16 +37,6 @@ class DryRun:
     memory_usage: dict
     suggested_workers: int
     calibration_path: object = None
-
-
-def build_for_placement(network, dt=0.001, max_neurons=None, n_groups=None):
-    """Build ``network`` as `spike.Simulator` does; return (model, split, partition)."""
-    model = make_model(network, dt)
-    with recording_owners(model):
-        model.build(network)
-    split = split_model(model, max_neurons, n_groups)
-    partition = partition_model(model, split)
-    return model, split, partition
 
 
 def actor_entries(partition, costs):
@@ -148,11 +135,6 @@ def worker_baselines(compiled=True):
 
 
 def _baseline_child(compiled):
-    import nengo
-
-    from spike.client.pool import peak_rss_bytes
-    from spike.simulator import Simulator
-
     with nengo.Network(seed=0) as net:
         stim = nengo.Node([0.5])
         ens = nengo.Ensemble(50, 1)
@@ -178,15 +160,16 @@ def dry_run(network, dt=0.001, max_neurons=None, n_workers=None, max_workers=Non
         Measure a fresh worker's memory (interpreted and compiled,
         `worker_baselines`) and the exchange's cost per step, and keep the
         calibration for later Simulators on this machine
-        (`spike.plan.cost.save_machine_calibration`) unless other processes kept the
-        machine busy meanwhile (`spike.plan.cost.Calibration.quiet`). False: compute
+        (`spike.plan.calibration.save_machine_calibration`) unless other processes kept the
+        machine busy meanwhile (`spike.plan.calibration.Calibration.quiet`). False: compute
         only (tests).
     method : {"auto", "greedy", "graph"}, optional
         How to place (see `spike.plan.placement.balance`).
     """
     max_workers = max_workers or os.cpu_count() or 1
     n_groups = n_workers or max_workers
-    model, split, partition = build_for_placement(network, dt, max_neurons, n_groups)
+    prepared = prepare(network, dt, max_neurons=max_neurons, n_groups=n_groups)
+    model, split, partition = prepared.model, prepared.split, prepared.partition
     calibration = calibrate(exchange=measure_baseline)
     calibration_path = None
     if measure_baseline and calibration.quiet:  # a busy machine's figures describe the load

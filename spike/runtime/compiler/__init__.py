@@ -36,8 +36,9 @@ def preload():
     Numba's typing and target contexts: what the first compiled (or reused) step
     would otherwise do (a worker does it while the client builds the model)."""
     load_pytensor()
-    from spike.runtime.compiler import program  # noqa: F401  (imports the lowerings)
     import pytensor.link.numba.dispatch  # noqa: F401
+
+    from spike.runtime.compiler import program  # noqa: F401  (imports the lowerings)
 
     try:
         from numba.core.registry import cpu_target

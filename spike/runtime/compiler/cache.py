@@ -16,16 +16,8 @@ import logging
 import os
 import shutil
 import sys
-from pathlib import Path
 
-
-def cache_dir():
-    """The directory Spike keeps compiled code in (not created here)."""
-    explicit = os.environ.get("SPIKE_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
-    return Path(xdg).expanduser() / "spike"
+from spike.config import cache_dir
 
 
 def pytensor_dir():

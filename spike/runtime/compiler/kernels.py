@@ -35,8 +35,9 @@ from spike.runtime.compiler.cache import load_pytensor
 
 load_pytensor()  # before anything else imports PyTensor unconfigured
 
-from pytensor.graph.basic import Apply  # noqa: E402
+from numba.cpython.unsafe.numbers import trailing_zeros  # noqa: E402
 from pytensor.compile import optdb  # noqa: E402
+from pytensor.graph.basic import Apply  # noqa: E402
 from pytensor.graph.op import Op  # noqa: E402
 from pytensor.graph.rewriting.basic import (  # noqa: E402
     WalkingGraphRewriter,
@@ -48,7 +49,6 @@ from pytensor.link.numba.dispatch.basic import (  # noqa: E402
 )
 from pytensor.tensor import as_tensor_variable  # noqa: E402
 from pytensor.tensor.type import TensorType  # noqa: E402
-from numba.cpython.unsafe.numbers import trailing_zeros  # noqa: E402
 
 
 def _source_digest():

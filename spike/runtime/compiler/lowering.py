@@ -25,7 +25,7 @@ from nengo.builder.processes import SimProcess
 from nengo.processes import WhiteNoise
 from nengo.synapses import Alpha, LinearFilter, Lowpass
 
-from spike.build.split import SplitSimPES
+from spike.builder.operators import SplitSimPES
 from spike.runtime.compiler.kernels import (
     SMALL_COLS,
     BsrMatVec,

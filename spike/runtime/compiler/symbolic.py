@@ -22,6 +22,7 @@ computes.
 import numpy as np
 from nengo.builder.signal import Signal
 
+from spike.builder.signals import memory_positions
 from spike.runtime.compiler.cache import load_pytensor
 
 
@@ -67,21 +68,6 @@ class Arena:
             view = self.data[offset : offset + base.size].reshape(base.shape)
             view[...] = base.initial_value
             dict.__setitem__(signals, base, view)
-
-
-def memory_positions(sig):
-    """Positions (in the base's memory order) of ``sig``'s elements, shaped like it."""
-    base = sig.base
-    positions = np.arange(base.size, dtype=np.int64)
-    if sig.base is sig:
-        strides = tuple(s // sig.itemsize for s in sig.strides)
-        offset = 0
-    else:
-        strides = sig.elemstrides
-        offset = sig.elemoffset
-    return np.lib.stride_tricks.as_strided(
-        positions[offset:], shape=sig.shape, strides=tuple(s * 8 for s in strides)
-    ).copy()
 
 
 def contiguous_range(positions):

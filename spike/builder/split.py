@@ -29,7 +29,6 @@ its neurons without synapse, a recurrent connection on its neurons) is left whol
 and the reason is logged and reported (`SplitReport.skipped`).
 """
 
-import copy
 import logging
 import math
 from dataclasses import dataclass, field
@@ -45,31 +44,10 @@ from nengo.ensemble import Ensemble
 from nengo.exceptions import ValidationError
 from nengo.synapses import LinearFilter
 
-from spike.plan.peers import step_order
+from spike.builder.operators import SplitSimPES
+from spike.builder.signals import derived_name, is_whole_base, ops_by_base, part_bounds, rebind
 
 logger = logging.getLogger(__name__)
-
-
-class SplitSimPES(SimPES):
-    """``SimPES`` on a part of an ensemble's neurons.
-
-    nengo scales the PES update by the number of presynaptic neurons, which it reads
-    off the filtered activities; a part holds fewer, so the whole ensemble's count is
-    kept here.
-    """
-
-    n_neurons_total = None
-
-    def make_step(self, signals, dt, rng):
-        pre_filtered = signals[self.pre_filtered]
-        error = signals[self.error]
-        delta = signals[self.delta]
-        alpha = -self.learning_rate * dt / self.n_neurons_total
-
-        def step_simpes():
-            np.outer(alpha * error, pre_filtered, out=delta)
-
-        return step_simpes
 
 
 class CannotSplit(Exception):
@@ -124,7 +102,7 @@ class SplitReport:
         ``{operator: (ensemble, part index)}`` for every operator made for a part.
     divisions : list of ActorDivision
         Actors held together by passthrough Nodes that were divided into groups
-        (`spike.build.passthrough`).
+        (`spike.builder.passthrough`).
     undivided : dict
         ``{actor label: reason}`` for such actors left whole.
     group_of_op : dict
@@ -146,115 +124,6 @@ class SplitReport:
     def most_groups(self):
         """The most groups an actor was divided into (1 if none was)."""
         return max((division.n_groups for division in self.divisions), default=1)
-
-
-def derived_name(sig, suffix):
-    """The name of a signal made from ``sig``: its name and ``suffix``, or None (nengo
-    then shows the memory address) if ``sig`` has no name of its own: an address in a
-    name would make the same share pickle to other bytes in every run (`spike.runtime.shares`)."""
-    name = getattr(sig, "_name", None)
-    return None if name is None else f"{name}{suffix}"
-
-
-def view_on(view, base):
-    """``view``'s elements, in ``base``: ``base`` itself if ``view`` is all of its
-    own base (``base`` may then be a part of it, see `_Splitter`), else a view of
-    ``base`` at the same place (``base`` shaped like ``view.base``)."""
-    if _is_base(view):
-        return base
-    value = np.ndarray(
-        view.shape, dtype=view.dtype, buffer=base.initial_value.base, offset=view.offset,
-        strides=view.strides,
-    )
-    suffix = "" if base._name is None else f" (in {base._name})"
-    return Signal(value, name=derived_name(view, suffix), base=base,
-                  readonly=view.readonly, offset=view.offset)
-
-
-def rebind(op, mapping):
-    """A copy of ``op`` whose signals on a base in ``mapping`` (``{old base: new
-    base}``) are on the new base instead, views staying views."""
-    new = copy.copy(op)
-    for name in ("sets", "incs", "reads", "updates"):
-        setattr(new, name, [
-            view_on(s, mapping[s.base]) if s.base in mapping else s
-            for s in getattr(op, name)
-        ])
-    return new
-
-
-def ops_by_base(operators):
-    """``{base signal: [operators touching it, in order]}``."""
-    touching = {}
-    for op in operators:
-        for sig in op.all_signals:
-            ops = touching.setdefault(sig.base, [])
-            if not ops or ops[-1] is not op:
-                ops.append(op)
-    return touching
-
-
-def part_bounds(n, n_parts):
-    """``n_parts`` ranges covering ``range(n)`` whose sizes differ by at most one."""
-    edges = [(n * k) // n_parts for k in range(n_parts + 1)]
-    return [(edges[k], edges[k + 1]) for k in range(n_parts)]
-
-
-def split_model(model, max_neurons=None, n_groups=None, undoable=False):
-    """Split ``model``'s large ensembles, and divide its actors held together by
-    passthrough Nodes into up to ``n_groups`` groups (`spike.build.passthrough`), once;
-    return its `SplitReport`.
-
-    The report is kept on the model (``model.spike_split``), so a model that was
-    split (a pickled Simulator's) is not split again. Before splitting, the model's
-    step order is kept as ``model.spike_rng_order``: random states are drawn in the
-    order nengo built, and `spike.runtime.rng` replays them in it. With ``undoable=True``
-    the report keeps what `redivide` needs to divide into fewer groups.
-    """
-    from spike.build.passthrough import divide_actors
-
-    report = getattr(model, "spike_split", None)
-    if report is None:
-        model.spike_rng_order = step_order(model)
-        report = split_ensembles(model, max_neurons)
-        if undoable:
-            report.before_division = (
-                list(model.operators),
-                dict(report.probes),
-                dict(report.part_of_op),
-                dict(getattr(model, "spike_op_owner", {})),
-            )
-        divide_actors(model, n_groups, report)
-        model.spike_split = report
-    return report
-
-
-def redivide(model, n_groups):
-    """Divide ``model``'s actors into at most ``n_groups`` groups instead of the
-    number `split_model` (with ``undoable=True``) used: for when fewer workers were
-    chosen than there are groups, which would each compute their inputs again on
-    one worker. Returns the report."""
-    from spike.build.passthrough import divide_actors
-
-    report = model.spike_split
-    operators, probes, part_of_op, owners = report.before_division
-    model.operators[:] = operators
-    report.probes, report.part_of_op = dict(probes), dict(part_of_op)
-    if hasattr(model, "spike_op_owner"):
-        model.spike_op_owner.clear()
-        model.spike_op_owner.update(owners)
-    report.divisions, report.undivided, report.group_of_op = [], {}, {}
-    divide_actors(model, n_groups, report)
-    return report
-
-
-def model_step_order(model):
-    """The step order of a model `split_model` has seen (no second sort if nothing
-    was split or divided)."""
-    report = model.spike_split
-    if not report.splits and not report.divisions:
-        return model.spike_rng_order
-    return step_order(model)
 
 
 def split_ensembles(model, max_neurons=None, n_parts=None):
@@ -310,17 +179,6 @@ def _ensembles(model):
     return seen
 
 
-def _is_base(sig):
-    """True for a base signal, or a view that is all of its base, in order."""
-    if sig.base is sig:
-        return True
-    return (
-        sig.shape == sig.base.shape
-        and sig.elemoffset == 0
-        and sig.elemstrides == sig.base.elemstrides
-    )
-
-
 _PURE_WRITERS = (Reset, Copy, DotInc, ElementwiseInc)
 """Operator types with no side effects: safe to run once per part."""
 
@@ -349,7 +207,7 @@ class _Splitter:
 
     def mark(self, sig, axis, op):
         base = sig.base
-        if not _is_base(sig) or base.ndim <= axis or base.shape[axis] != self.n:
+        if not is_whole_base(sig) or base.ndim <= axis or base.shape[axis] != self.n:
             raise CannotSplit(f"{self.describe(op)} uses part of a signal of its neurons")
         if base in self.partial or self.axis.get(base, axis) != axis:
             raise CannotSplit(f"{self.describe(op)} mixes its neurons")
@@ -358,7 +216,7 @@ class _Splitter:
             self.queue.append(base)
 
     def mark_partial(self, sig, op):
-        if not _is_base(sig):
+        if not is_whole_base(sig):
             raise CannotSplit(f"{self.describe(op)} writes part of a sum over its neurons")
         if sig.base in self.axis:
             raise CannotSplit(f"{self.describe(op)} mixes its neurons (a recurrent product)")
@@ -457,7 +315,7 @@ class _Splitter:
 
     def only_probed(self, sig):
         """True if ``sig`` is a whole base set only by a Reset, read only by probes."""
-        if not _is_base(sig):
+        if not is_whole_base(sig):
             return False
         for op in self.touching[sig.base]:
             if isinstance(op, (SimProbe, Reset)):
@@ -488,7 +346,7 @@ class _Splitter:
                 base = sig.base
                 if base in self.axis or base in self.partial or base in self.fanout:
                     continue
-                if not _is_base(sig) or base.readonly:
+                if not is_whole_base(sig) or base.readonly:
                     continue
                 users = self.touching[base]
                 writers = [o for o in users if any(s.base is base for s in o.sets + o.incs)]
@@ -512,7 +370,7 @@ class _Splitter:
         self.find_fanout()
         for probe in self.model.probes:
             sig = self.model.sig[probe]["in"]
-            if sig.base in self.axis and not _is_base(sig):
+            if sig.base in self.axis and not is_whole_base(sig):
                 raise CannotSplit(f"{probe} records a slice of its neurons")
         parts = [dict() for _ in self.bounds]  # per part: old base -> new base
         split = EnsembleSplit(self.ens, self.bounds)

@@ -1,7 +1,7 @@
 """Dividing actors that passthrough Nodes hold together, exactly, after nengo's build.
 
 A passthrough Node (``nengo.Node(size_in=...)``) connected without a synapse joins
-everything it touches into one actor (`spike.build.partition`): its value is needed in the
+everything it touches into one actor (`spike.builder.partition`): its value is needed in the
 same step it is computed. Networks built from ensemble arrays are made that way: in
 ``nengo.networks.CircularConvolution`` all 136 ensembles hang between two input Nodes
 and one output Node, so the whole network is one actor, run by one worker.
@@ -10,7 +10,7 @@ Such an actor is divided into *groups* of whole ensembles, each an actor of its 
 without changing what is computed:
 
 * the actor's **cores** are found first: the ensembles with the operators that only
-  they use (bias, encoders, neurons, decoders), joined as in `spike.build.partition` except
+  they use (bias, encoders, neurons, decoders), joined as in `spike.builder.partition` except
   through *sums*, signals that operators only reset and add into (a passthrough Node's
   input, a connection's weighted output, an ensemble's input);
 * the cores are dealt into groups of about equal numbers of neurons, in model order;
@@ -25,7 +25,7 @@ without changing what is computed:
   another signal adds each group's output instead (into every group's copy, when the
   output is fed back into the actor's own inputs, as in a memory), and a probe records
   each group's share and the client adds them up (as for a split ensemble, see
-  `spike.build.split`);
+  `spike.builder.split`);
 * a synapse that filters a constant (a Node with a fixed output) into the inputs is
   run by every group that reads it, so nothing crosses between workers for it.
 
@@ -47,8 +47,9 @@ from nengo.builder.processes import SimProcess
 from nengo.builder.signal import Signal
 from nengo.synapses import LinearFilter
 
-from spike.build.partition import filters_a_constant, partition_model
-from spike.build.split import ProbeParts, derived_name, ops_by_base, rebind, view_on
+from spike.builder.partition import filters_a_constant, partition_model
+from spike.builder.signals import derived_name, ops_by_base, rebind, view_on
+from spike.builder.split import ProbeParts
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def divide_actors(model, n_groups, report):
     Parameters
     ----------
     model : nengo.builder.Model
-        Built (and possibly split, `spike.build.split`); its operators are rewritten.
+        Built (and possibly split, `spike.builder.split`); its operators are rewritten.
     n_groups : int
         Most groups per actor (the number of workers it may be spread over).
     report : SplitReport

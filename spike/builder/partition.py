@@ -21,8 +21,8 @@ worker runs its own copy rather than receiving the time.
 
 from dataclasses import dataclass, field
 
-from nengo.builder.operator import SimPyFunc, TimeUpdate
 from nengo.builder.neurons import SimNeurons
+from nengo.builder.operator import SimPyFunc, TimeUpdate
 from nengo.builder.processes import SimProcess
 from nengo.ensemble import Ensemble, Neurons
 from nengo.node import Node
@@ -110,7 +110,7 @@ class Partition:
     probe_actor : dict
         ``{probe: actor index or None}``: the actor holding the signal the probe
         records; None where the signal is a constant no operator writes. For a probe
-        recorded in parts (a split ensemble's, see `spike.build.split`), its first part.
+        recorded in parts (a split ensemble's, see `spike.builder.split`), its first part.
     probe_part_actors : dict
         ``{probe: [actor index or None per part]}`` for probes recorded in parts.
     object_actors : dict
@@ -138,7 +138,7 @@ def filters_a_constant(op, is_constant):
     signals ``is_constant(base)`` accepts (the clock, and signals no operator writes
     or updates, such as a Node's fixed output): it needs nothing from any other
     operator, so it can run wherever its readers are (here and in
-    `spike.build.passthrough`)."""
+    `spike.builder.passthrough`)."""
     return (
         isinstance(op, SimProcess) and not op.sets and not op.incs
         and all(is_constant(sig.base) for sig in op.reads)
@@ -157,7 +157,7 @@ def partition_model(model, split=None):
     model : nengo.builder.Model
         A model whose network has been built.
     split : SplitReport, optional
-        The ensembles `spike.build.split.split_ensembles` divided: their probes are
+        The ensembles `spike.builder.split.split_ensembles` divided: their probes are
         recorded in parts, and their parts' actors say which part they hold.
 
     Returns
