@@ -6,6 +6,7 @@
 from spike.client.pool import shutdown_pool as shutdown
 from spike.exceptions import (
     AllocationError,
+    ConfigError,
     HostError,
     PlacementError,
     ProtocolError,
@@ -20,6 +21,7 @@ from spike.version import __version__
 __all__ = [
     "Simulator",
     "SpikeError",
+    "ConfigError",
     "UnsupportedError",
     "PlacementError",
     "AllocationError",

@@ -13,6 +13,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from spike.exceptions import ConfigError
+
 
 def _flag(text):
     value = text.strip().lower()
@@ -162,7 +164,7 @@ def get(name):
 
     Raises
     ------
-    ValueError
+    spike.exceptions.ConfigError
         If the variable is set to something its parser refuses; the message names
         the variable.
     """
@@ -175,7 +177,7 @@ def get(name):
     try:
         return variable.parse(text)
     except ValueError as e:
-        raise ValueError(f"{name}={text!r}: {e}") from None
+        raise ConfigError(f"{name}={text!r}: {e}") from None
 
 
 def cache_dir():

@@ -13,6 +13,11 @@ class SpikeError(NengoException):
     """Base class for all errors raised by Spike itself."""
 
 
+class ConfigError(SpikeError, ValueError):
+    """A ``SPIKE_*`` environment variable set to a value Spike cannot use; the
+    message names the variable (see `spike.config`)."""
+
+
 class UnsupportedError(SpikeError):
     """A Nengo feature that Spike cannot run; the message names the object."""
 

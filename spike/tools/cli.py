@@ -44,13 +44,17 @@ def probe_key(index, probe):
     return f"p{index}_{safe}"
 
 
+COMPILE_NAMES = {True: "yes", False: "no", "auto": "auto"}
+
+
 def summarize(sim, probes, workers, timings, build_seconds, run_seconds, out):
     n_neurons = sum(a.n_neurons for a in sim.partition.actors)
     steps = sim.n_steps
     out.write(
         f"model: {len(sim.partition.actors)} actors, {n_neurons} neurons, "
         f"{len(probes)} probes, dt = {sim.dt:g} s\n"
-        f"workers: {sim.n_workers} ({', '.join(workers) or 'none needed'})\n"
+        f"workers: {sim.n_workers} ({', '.join(workers) or 'none needed'}); "
+        f"compile: {COMPILE_NAMES[sim.compile]}\n"
         f"build + start-up: {build_seconds:.2f} s; run: {run_seconds:.2f} s for "
         f"{steps} steps ({steps / max(run_seconds, 1e-9):.0f} steps/s, "
         f"{run_seconds / max(steps * sim.dt, 1e-9):.2f} s per simulated s)\n"
@@ -119,7 +123,7 @@ def cmd_run(args):
         seed=args.seed,
         workers=args.workers,
         progress_bar=False if args.no_progress else run_progress_bar(args.dt),
-        compile={"auto": "auto", "yes": True, "no": False}[args.compile],
+        compile={None: None, "auto": "auto", "yes": True, "no": False}[args.compile],
         dtype=args.dtype,
         max_neurons=args.max_neurons,
         allocation=args.allocation,
@@ -405,6 +409,13 @@ def cmd_monitor(args):
     return 0
 
 
+def cmd_config(args):
+    from spike import config
+
+    print(config.describe())
+    return 0
+
+
 def cmd_cache(args):
     from spike.runtime.compiler import cache
 
@@ -459,8 +470,9 @@ def build_parser():
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument(
-        "--compile", choices=["auto", "yes", "no"], default="auto",
-        help="compile workers' steps with PyTensor/Numba (default: auto, by size)",
+        "--compile", choices=["auto", "yes", "no"], default=None,
+        help="compile workers' steps with PyTensor/Numba (default: $SPIKE_COMPILE, "
+        "else auto: where a worker's share is large enough to pay)",
     )
     run.add_argument(
         "--dtype", choices=["float64", "float32"], default="float64",
@@ -599,11 +611,19 @@ def build_parser():
     )
     cache.add_argument("--clear", action="store_true", help="delete the cache")
     cache.set_defaults(func=cmd_cache)
+
+    settings = commands.add_parser(
+        "config",
+        help="show Spike's settings (SPIKE_* environment variables)",
+        description="Every SPIKE_* environment variable Spike reads: its current "
+        "value, its default and what it does.",
+    )
+    settings.set_defaults(func=cmd_config)
     return parser
 
 
 def main(argv=None):
-    from spike.exceptions import HostError, HostfileError, KeyFileError
+    from spike.exceptions import ConfigError, HostError, HostfileError, KeyFileError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -616,7 +636,7 @@ def main(argv=None):
         return 2
     try:
         return args.func(args)
-    except (HostError, HostfileError, KeyFileError) as e:
+    except (ConfigError, HostError, HostfileError, KeyFileError) as e:
         print(f"spike: {e}", file=sys.stderr)
         return 1
 
