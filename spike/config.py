@@ -198,6 +198,22 @@ def keys_dir():
     return os.path.join(config, "spike", "keys")
 
 
+PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+"""The directory this Spike is imported from (the folder holding ``spike/``)."""
+
+
+def child_environment(extra=None):
+    """The environment for a Spike process started from this one (a worker, a
+    daemon): this one's, with ``extra`` on top and `PACKAGE_PARENT` first on
+    ``PYTHONPATH``, so that the child imports this same Spike (a checkout, a
+    worktree), not another one that happens to be installed."""
+    env = dict(os.environ)
+    env.update(extra or {})
+    kept = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != PACKAGE_PARENT]
+    env["PYTHONPATH"] = os.pathsep.join([PACKAGE_PARENT] + kept)
+    return env
+
+
 def describe():
     """A table of every setting: name, current value, default and meaning."""
     lines = []

@@ -114,3 +114,15 @@ def test_spike_run_names_a_bad_setting(tmp_path):
     result = spike_cli("run", str(model), "--no-progress", env=env, cwd=tmp_path)
     assert result.returncode == 1
     assert "SPIKE_COMPILE='sometimes'" in result.stderr
+
+
+def test_children_import_this_spike(tmp_path):
+    """A worker or daemon started with `config.child_environment` imports the Spike
+    the client runs (a checkout or worktree), whatever else is installed."""
+    result = subprocess.run(
+        [sys.executable, "-P", "-c", "import spike; print(spike.__file__)"],
+        env=config.child_environment(), cwd=tmp_path, capture_output=True, text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert pathlib.Path(result.stdout.strip()) == ROOT / "spike" / "__init__.py"

@@ -22,6 +22,7 @@ import warnings
 
 import zmq
 
+from spike import config
 from spike.comm import shm, wire
 from spike.exceptions import ProtocolError, WorkerDied, WorkerError
 
@@ -120,12 +121,7 @@ class WorkerPool:
 
     def _launch(self, n, preload=False):
         """Start ``n`` worker processes; return their handles (hello not awaited)."""
-        env = dict(os.environ)
-        env.update(WORKER_ENV)
-        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env["PYTHONPATH"] = os.pathsep.join(
-            [package_parent] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-        )
+        env = config.child_environment(WORKER_ENV)
         started = []
         for _ in range(n):
             self.counter += 1

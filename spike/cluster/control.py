@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 
+from spike import config
 from spike.cluster.hostfile import as_hosts
 from spike.cluster.links import Query
 from spike.cluster.ssh import start_daemons
@@ -65,11 +66,7 @@ def start_local(host, keys_dir=None, state_dir=None, slots=None, python=None):
         cmd += ["--keys", keys_dir]
     if slots or host.slots:
         cmd += ["--slots", str(slots or host.slots)]
-    env = dict(os.environ)
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(
-        [package_parent] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    )
+    env = config.child_environment()
     proc = subprocess.Popen(
         cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env=env, start_new_session=True, text=True,

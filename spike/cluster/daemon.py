@@ -48,6 +48,7 @@ import msgpack
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
+from spike import config
 from spike.client.pool import WORKER_ENV, describe_exit, process_running
 from spike.cluster import keys as keyfiles
 from spike.cluster.hostfile import DEFAULT_PORT
@@ -473,13 +474,7 @@ class Daemon:
         }
 
     def start_worker(self, job, wid, control, secrets, log_level):
-        env = dict(os.environ)
-        env.update(WORKER_ENV)
-        env["SPIKE_LOG_LEVEL"] = log_level
-        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env["PYTHONPATH"] = os.pathsep.join(
-            [package_parent] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-        )
+        env = config.child_environment(dict(WORKER_ENV, SPIKE_LOG_LEVEL=log_level))
         self.counter += 1
         status_path = os.path.join(self.status_dir, f"w{self.counter}")
         with open(status_path, "wb") as f:

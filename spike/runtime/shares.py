@@ -31,7 +31,7 @@ from pathlib import Path
 import cloudpickle
 
 from spike import config
-from spike.runtime.compiler import cache_dir, libm
+from spike.runtime.compiler import cache_dir
 
 logger = logging.getLogger("spike.runtime.shares")
 
@@ -68,9 +68,7 @@ def environment_digest():
                 except Exception:
                     version = "?"
             digest.update(f"{name}={version};".encode())
-        # whether LIF neurons are compiled here (a share cache may be shared by hosts)
-        digest.update(b"libm=numpy;" if libm.matches_numpy() else b"libm=simd;")
-        root = Path(__file__).resolve().parent
+        root = Path(__file__).resolve().parent.parent  # all of Spike's source
         for path in sorted(root.rglob("*.py")):
             digest.update(str(path.relative_to(root)).encode())
             digest.update(path.read_bytes())

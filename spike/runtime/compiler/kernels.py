@@ -4,7 +4,8 @@ PyTensor's elementwise graphs compute every branch for every element; nengo's nu
 code computes some things only where needed (``log1p`` only for neurons that
 spiked; ``expm1`` of a constant for neurons out of their refractory period). These
 operators do the same per element, with the same floating-point operations in the
-same order as nengo and scipy, so results are bit-for-bit those of the reference
+same order as nengo and scipy, and ``expm1``/``log1p`` from numpy's own loops
+(`spike.runtime.compiler.ufuncs`), so results are bit-for-bit those of the reference
 (with ``dtype="float32"``, that of the reference's arithmetic on the float32 matrix
 values, each widened to float64 in its product):
 
@@ -14,7 +15,7 @@ values, each widened to float64 in its product):
   rows are summed side by side in vector registers.
 
 `_lif_update` steps LIF neurons in several passes, so that most neurons take no
-branch and libm is called only where nengo calls it.
+branch and ``expm1``/``log1p`` are computed only where nengo computes them.
 
 The `InArena` operators read and write the worker's arena (see
 `spike.runtime.compiler.symbolic.Arena`) themselves, in place, instead of returning new
@@ -27,10 +28,10 @@ vectors that PyTensor then copies into it:
 """
 
 import hashlib
-import math
 
 import numpy as np
 
+from spike.runtime.compiler import ufuncs
 from spike.runtime.compiler.cache import load_pytensor
 
 load_pytensor()  # before anything else imports PyTensor unconfigured
@@ -68,7 +69,8 @@ so that a changed kernel is never loaded from Numba's cache of an earlier one.""
 
 
 class LIFStep(Op):
-    """``(J, voltage, refractory_time) -> (output, voltage, refractory_time)``."""
+    """``(J, voltage, refractory_time, loops) -> (output, voltage, refractory_time)``;
+    ``loops`` is `spike.runtime.compiler.ufuncs.loop_table`."""
 
     __props__ = ("dt", "tau_rc", "tau_ref", "min_voltage", "amplitude")
 
@@ -79,13 +81,13 @@ class LIFStep(Op):
         self.min_voltage = float(min_voltage)
         self.amplitude = float(amplitude)
 
-    def make_node(self, J, voltage, refractory_time):
-        inputs = [as_tensor_variable(v) for v in (J, voltage, refractory_time)]
+    def make_node(self, J, voltage, refractory_time, loops):
+        inputs = [as_tensor_variable(v) for v in (J, voltage, refractory_time, loops)]
         vector = TensorType("float64", shape=inputs[0].type.shape)
         return Apply(self, inputs, [vector() for _ in range(3)])
 
     def perform(self, node, inputs, outputs):  # the reference, for PyTensor's other linkers
-        J, voltage, refractory_time = (np.array(x) for x in inputs)
+        J, voltage, refractory_time = (np.array(x) for x in inputs[:3])
         from nengo.neurons import LIF
 
         lif = LIF(self.tau_rc, self.tau_ref, self.min_voltage, self.amplitude)
@@ -125,14 +127,14 @@ def _list_flagged(mask, first, out, m):
 
 
 LIF_CHUNK = 1024
-"""Neurons per chunk of `_lif_update`: a chunk's flags, indices and libm arguments
-stay in the L1 cache between its passes. A multiple of 64: the flags of each 64
-neurons become one bit mask."""
+"""Neurons per chunk of `_lif_update`: a chunk's flags, indices and the arguments
+of its ``expm1`` and ``log1p`` calls stay in the L1 cache between its passes. A
+multiple of 64: the flags of each 64 neurons become one bit mask."""
 assert LIF_CHUNK % 64 == 0
 
 
 def _lif_update(op, j0=0, v0=0, r0=0, o0=0):
-    """Numba function ``(J, V, R, O, n)`` for a `LIFStep` or `LIFInArena` ``op``:
+    """Numba function ``(J, V, R, O, n, loops)`` for a `LIFStep` or `LIFInArena` ``op``:
     nengo's ``LIF.step`` on ``n`` neurons whose current, voltage, refractory time
     and output start at ``J[j0]``, ``V[v0]``, ``R[r0]`` and ``O[o0]`` (the four
     ranges disjoint), updating V, R and O in place.
@@ -150,28 +152,37 @@ def _lif_update(op, j0=0, v0=0, r0=0, o0=0):
     2. the flags of each 64 neurons become two bit masks (`_flag_mask`), and the
        indices of the set bits are listed (`_list_flagged`: one loop turn per
        flagged neuron, not per neuron);
-    3. the neurons that spiked get their refractory time from nengo's ``log1p``;
-    4. the neurons part-way out get their own ``expm1`` and the rest of the step.
+    3. the neurons that spiked get their refractory time from ``log1p``;
+    4. the neurons part-way out get their own ``expm1`` and the rest of the step
+       (``log1p`` again for those of them that spike).
 
-    In 3 and 4 the arguments of the libm calls are computed first, for all the
-    listed neurons, then the calls made one after the other: the divisions no
-    longer wait between calls.
-
-    libm is called only where nengo's numpy code calls it.
+    ``expm1`` and ``log1p`` are numpy's own loops (``loops``, see
+    `spike.runtime.compiler.ufuncs`), each called once per pass on the arguments of
+    all the listed neurons, gathered first: the bits are those of nengo's numpy
+    calls on any CPU, the SIMD loops of AVX-512 machines included. The two
+    constants of pass 1 (``expm1`` of ``-dt / tau_rc`` and of ``-0.0``) come from
+    the same loop at each call, not from the machine that compiled the kernel.
     """
     dt, tau_rc, tau_ref = op.dt, op.tau_rc, op.tau_ref
     min_voltage, spike_height = op.min_voltage, op.amplitude / op.dt
-    full_step = math.expm1(-dt / tau_rc)  # what nengo computes when delta_t == dt
-    no_step = math.expm1(-0.0 / tau_rc)  # ... and when delta_t == 0 (refractory): -0.0
     chunk = LIF_CHUNK
+    EXPM1, LOG1P = ufuncs.EXPM1, ufuncs.LOG1P
+    call = ufuncs.call
 
     @numba_njit
-    def lif_update(J, V, R, O, n):
+    def lif_update(J, V, R, O, n, loops):
         flags = np.empty(chunk, np.uint8)  # bit 0: part-way out of refractory; 1: spiked
         words = flags.view(np.uint64)
         partial = np.empty(chunk, np.intp)  # indices in the chunk
         spiked = np.empty(chunk, np.intp)
         arg = np.empty(chunk)
+        result = np.empty(chunk)
+        # what nengo's expm1(-delta_t / tau_rc) gives for delta_t == dt and == 0
+        arg[0] = -dt / tau_rc
+        arg[1] = -0.0 / tau_rc
+        call(loops, EXPM1, arg, result, 2)
+        full_step = result[0]
+        no_step = result[1]
         for c0 in range(0, n, chunk):
             m = min(chunk, n - c0)
             for k in range(m):  # 1: no branches
@@ -204,28 +215,32 @@ def _lif_update(op, j0=0, v0=0, r0=0, o0=0):
             for q in range(n_spiked):  # 3
                 i = c0 + spiked[q]
                 arg[q] = -(O[o0 + i] - 1) / (J[j0 + i] - 1)
-            for q in range(n_spiked):
-                arg[q] = math.log1p(arg[q])
+            call(loops, LOG1P, arg, result, n_spiked)
             for q in range(n_spiked):
                 i = c0 + spiked[q]
-                R[r0 + i] = tau_ref + (dt + tau_rc * arg[q])
+                R[r0 + i] = tau_ref + (dt + tau_rc * result[q])
                 O[o0 + i] = spike_height
             for q in range(n_partial):  # 4
                 # within (0, dt): nengo's clip of delta_t changes nothing
                 arg[q] = -(dt - R[r0 + c0 + partial[q]]) / tau_rc
-            for q in range(n_partial):
-                arg[q] = math.expm1(arg[q])
+            call(loops, EXPM1, arg, result, n_partial)
+            n_late = 0  # part-way out, and spiking: listed in `spiked` again
             for q in range(n_partial):
                 i = c0 + partial[q]
                 j = J[j0 + i]
                 voltage = V[v0 + i]
-                v = voltage - (j - voltage) * arg[q]
+                v = voltage - (j - voltage) * result[q]
                 if v > 1:
                     O[o0 + i] = spike_height
                     V[v0 + i] = 0.0
-                    R[r0 + i] = tau_ref + (dt + tau_rc * math.log1p(-(v - 1) / (j - 1)))
+                    spiked[n_late] = partial[q]
+                    arg[n_late] = -(v - 1) / (j - 1)
+                    n_late += 1
                 else:
                     V[v0 + i] = min_voltage if v < min_voltage else v
+            call(loops, LOG1P, arg, result, n_late)
+            for q in range(n_late):
+                R[r0 + c0 + spiked[q]] = tau_ref + (dt + tau_rc * result[q])
 
     return lif_update
 
@@ -235,15 +250,50 @@ def numba_lif_step(op, node=None, **kwargs):
     lif_update = _lif_update(op)
 
     @numba_njit
-    def lif_step(J, voltage, refractory_time):
+    def lif_step(J, voltage, refractory_time, loops):
         n = J.shape[0]
         output = np.empty(n)
         v_out = voltage.copy()
         r_out = refractory_time.copy()
-        lif_update(J, v_out, r_out, output, n)
+        lif_update(J, v_out, r_out, output, n, loops)
         return output, v_out, r_out
 
     return lif_step, KERNEL_VERSION
+
+
+class NumpyUfunc(Op):
+    """``(x, loops) -> f(x)`` elementwise, ``f`` one of `spike.runtime.compiler.ufuncs.UFUNCS`
+    computed by numpy's own loop (so with numpy's bits, SIMD or not), for the rate
+    neurons' ``exp``, ``log1p`` and ``tanh``."""
+
+    __props__ = ("name",)
+
+    def __init__(self, name):
+        if name not in ufuncs.UFUNCS:
+            raise ValueError(f"no numpy loop for {name!r}")
+        self.name = name
+
+    def make_node(self, x, loops):
+        inputs = [as_tensor_variable(x), as_tensor_variable(loops)]
+        return Apply(self, inputs, [TensorType("float64", shape=inputs[0].type.shape)()])
+
+    def perform(self, node, inputs, outputs):  # the reference, for PyTensor's other linkers
+        outputs[0][0] = getattr(np, self.name)(np.asarray(inputs[0], dtype=np.float64))
+
+
+@register_funcify_default_op_cache_key(NumpyUfunc)
+def numba_numpy_ufunc(op, node=None, **kwargs):
+    k = ufuncs.UFUNCS.index(op.name)
+    call = ufuncs.call
+
+    @numba_njit
+    def numpy_ufunc(x, loops):
+        source = np.ascontiguousarray(x).astype(np.float64)
+        out = np.empty(source.shape)
+        call(loops, k, source.reshape(-1), out.reshape(-1), source.size)
+        return out
+
+    return numpy_ufunc, KERNEL_VERSION
 
 
 class InArena(Op):
@@ -279,15 +329,16 @@ class InArena(Op):
 class LIFInArena(InArena):
     """nengo's ``LIF.step`` on signals held in the arena.
 
-    The current, voltage, refractory time and output are the ranges of ``n``
-    elements from ``starts`` (in that order, disjoint). Reading and writing them in
-    place saves what `LIFStep` costs around the arithmetic (three new vectors per
-    step and three copies into the arena): a quarter to 40% of the neurons' time.
+    ``arena, loops -> arena``: the current, voltage, refractory time and output are
+    the ranges of ``n`` elements from ``starts`` (in that order, disjoint); ``loops``
+    is `spike.runtime.compiler.ufuncs.loop_table`. Reading and writing them in place
+    saves what `LIFStep` costs around the arithmetic: three new vectors per step and
+    three copies into the arena.
     """
 
     __props__ = ("dt", "tau_rc", "tau_ref", "min_voltage", "amplitude", "starts", "n", "inplace")
 
-    def update(self, arena):
+    def update(self, arena, loops):
         from nengo.neurons import LIF
 
         J, voltage, refractory_time, output = (arena[s : s + self.n] for s in self.starts)
@@ -399,8 +450,8 @@ def numba_lif_in_arena(op, node=None, **kwargs):
     n = op.n
 
     @numba_njit
-    def lif_in_arena(arena):
-        lif_update(arena, arena, arena, arena, n)
+    def lif_in_arena(arena, loops):
+        lif_update(arena, arena, arena, arena, n, loops)
 
     return _in_arena(op, lif_in_arena), KERNEL_VERSION
 

@@ -4,7 +4,8 @@ Like nengo's ``Builder``, lowerings are registered per exact operator type
 (``@Lowering.register(DotInc)``). Each takes ``(op, signals, dt)`` — ``signals`` a
 `SymbolicSignals` — and mirrors the operator's ``make_step`` arithmetic, operation
 for operation, so compiled and numpy steps agree to rounding (bit for bit where the
-same libm functions and the same summation order are used). A lowering that cannot
+same summation order is used: ``exp``, ``log1p`` and the like are numpy's own loops,
+`spike.runtime.compiler.ufuncs`). A lowering that cannot
 handle a particular use raises `NotLowerable`, and the operator runs in Python.
 """
 

@@ -9,16 +9,10 @@ may override ``step``, so it runs in Python.
 
 import nengo.neurons as nn
 
-from spike.runtime.compiler import libm
-from spike.runtime.compiler.kernels import LIFInArena, LIFStep
+from spike.runtime.compiler.kernels import LIFInArena, LIFStep, NumpyUfunc
 from spike.runtime.compiler.symbolic import NotLowerable
 
 NEURON_LOWERINGS = {}
-
-SPIKE_TIMES_FROM_LIBM = (nn.LIF, nn.AdaptiveLIF)
-"""Types whose spikes hang on the last bits of ``expm1`` and ``log1p``: compiled
-only where numpy's are the C library's (`libm.matches_numpy`)."""
-
 
 def lowers(neuron_type):
     def register(function):
@@ -35,13 +29,11 @@ def lower_neurons(op, signals, dt):
         raise NotLowerable(f"no compiled form of {type(op.neurons).__name__} neurons")
     if op.J.ndim != 1:
         raise NotLowerable("neurons on a matrix signal")
-    if type(op.neurons) in SPIKE_TIMES_FROM_LIBM and not libm.matches_numpy():
-        raise NotLowerable("numpy's expm1/log1p here are not the C library's")
     if type(op.neurons) is nn.LIF and _lif_in_arena(op, signals, dt):
         return
     J = signals.read(op.J)
     state = {name: signals.read(sig) for name, sig in op.state.items()}
-    output, new_state = function(signals.pt, op.neurons, dt, J, **state)
+    output, new_state = function(signals, op.neurons, dt, J, **state)
     signals.write(op.output, output)
     for name, value in new_state.items():
         signals.write(op.state[name], value)
@@ -68,17 +60,19 @@ def _lif_in_arena(op, signals, dt):
         n=int(n),
         inplace=False,
     )
-    signals.apply_to_arena(step)
+    signals.apply_to_arena(step, signals.ufunc_loops())
     return True
 
 
 @lowers(nn.RectifiedLinear)
-def rectified_linear(pt, neurons, dt, J):
+def rectified_linear(signals, neurons, dt, J):
+    pt = signals.pt
     return neurons.amplitude * pt.maximum(0.0, J), {}
 
 
 @lowers(nn.SpikingRectifiedLinear)
-def spiking_rectified_linear(pt, neurons, dt, J, voltage):
+def spiking_rectified_linear(signals, neurons, dt, J, voltage):
+    pt = signals.pt
     voltage = voltage + pt.maximum(J, 0) * dt
     n_spikes = pt.floor(voltage)
     output = (neurons.amplitude / dt) * n_spikes
@@ -86,50 +80,52 @@ def spiking_rectified_linear(pt, neurons, dt, J, voltage):
 
 
 @lowers(nn.Sigmoid)
-def sigmoid(pt, neurons, dt, J):
-    return (1.0 / neurons.tau_ref) / (1 + pt.exp(-J)), {}
+def sigmoid(signals, neurons, dt, J):
+    return (1.0 / neurons.tau_ref) / (1 + NumpyUfunc("exp")(-J, signals.ufunc_loops())), {}
 
 
 @lowers(nn.Tanh)
-def tanh(pt, neurons, dt, J):
-    return (1.0 / neurons.tau_ref) * pt.tanh(J), {}
+def tanh(signals, neurons, dt, J):
+    return (1.0 / neurons.tau_ref) * NumpyUfunc("tanh")(J, signals.ufunc_loops()), {}
 
 
-def _lif_rate(pt, neurons, J):
+def _lif_rate(signals, neurons, J):
+    pt = signals.pt
     j = J - 1
     positive = j > 0
     safe_j = pt.switch(positive, j, 1.0)
-    rate = neurons.amplitude / (neurons.tau_ref + neurons.tau_rc * pt.log1p(1.0 / safe_j))
+    log1p = NumpyUfunc("log1p")(1.0 / safe_j, signals.ufunc_loops())
+    rate = neurons.amplitude / (neurons.tau_ref + neurons.tau_rc * log1p)
     return pt.switch(positive, rate, 0.0)
 
 
 @lowers(nn.LIFRate)
-def lif_rate(pt, neurons, dt, J):
-    return _lif_rate(pt, neurons, J), {}
+def lif_rate(signals, neurons, dt, J):
+    return _lif_rate(signals, neurons, J), {}
 
 
-def _lif(pt, neurons, dt, J, voltage, refractory_time):
+def _lif(signals, neurons, dt, J, voltage, refractory_time):
     step = LIFStep(dt, neurons.tau_rc, neurons.tau_ref, neurons.min_voltage, neurons.amplitude)
-    return step(J, voltage, refractory_time)
+    return step(J, voltage, refractory_time, signals.ufunc_loops())
 
 
 @lowers(nn.LIF)
-def lif(pt, neurons, dt, J, voltage, refractory_time):
-    output, voltage, refractory_time = _lif(pt, neurons, dt, J, voltage, refractory_time)
+def lif(signals, neurons, dt, J, voltage, refractory_time):
+    output, voltage, refractory_time = _lif(signals, neurons, dt, J, voltage, refractory_time)
     return output, {"voltage": voltage, "refractory_time": refractory_time}
 
 
 @lowers(nn.AdaptiveLIFRate)
-def adaptive_lif_rate(pt, neurons, dt, J, adaptation):
-    output = _lif_rate(pt, neurons, J - adaptation)
+def adaptive_lif_rate(signals, neurons, dt, J, adaptation):
+    output = _lif_rate(signals, neurons, J - adaptation)
     n = adaptation + (dt / neurons.tau_n) * (neurons.inc_n * output - adaptation)
     return output, {"adaptation": n}
 
 
 @lowers(nn.AdaptiveLIF)
-def adaptive_lif(pt, neurons, dt, J, voltage, refractory_time, adaptation):
+def adaptive_lif(signals, neurons, dt, J, voltage, refractory_time, adaptation):
     output, voltage, refractory_time = _lif(
-        pt, neurons, dt, J - adaptation, voltage, refractory_time
+        signals, neurons, dt, J - adaptation, voltage, refractory_time
     )
     n = adaptation + (dt / neurons.tau_n) * (neurons.inc_n * output - adaptation)
     return output, {
@@ -140,7 +136,8 @@ def adaptive_lif(pt, neurons, dt, J, voltage, refractory_time, adaptation):
 
 
 @lowers(nn.Izhikevich)
-def izhikevich(pt, neurons, dt, J, voltage, recovery):
+def izhikevich(signals, neurons, dt, J, voltage, recovery):
+    pt = signals.pt
     J = pt.maximum(-30.0, J)
     dV = (0.04 * voltage**2 + 5 * voltage + 140 - recovery + J) * 1000
     voltage = voltage + dV * dt
@@ -154,7 +151,8 @@ def izhikevich(pt, neurons, dt, J, voltage, recovery):
 
 
 @lowers(nn.RegularSpiking)
-def regular_spiking(pt, neurons, dt, J, voltage):
+def regular_spiking(signals, neurons, dt, J, voltage):
+    pt = signals.pt
     voltage = voltage + dt * J
     n_spikes = pt.floor(voltage)
     output = (neurons.amplitude / dt) * n_spikes

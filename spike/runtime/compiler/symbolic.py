@@ -148,9 +148,14 @@ class SymbolicSignals:
         ``("literal", array)``: the array itself (indices, filter coefficients);
         ``("table", op, shape)``: zeros, which each reset fills (see `reset_table`);
         ``("ahead", op, shape, batched)``: zeros, which the steps fill ahead (see
-        `ahead_table`).
+        `ahead_table`);
+        ``("ufunc_loops",)``: this process's `spike.runtime.compiler.ufuncs.loop_table`.
         """
         kind = recipe[0]
+        if kind == "ufunc_loops":
+            from spike.runtime.compiler import ufuncs  # imports Numba: only when used
+
+            return ufuncs.loop_table()
         if kind in ("table", "ahead"):
             return np.zeros(recipe[2])
         if kind == "readonly":
@@ -341,6 +346,18 @@ class SymbolicSignals:
         `spike.runtime.compiler.processes.RunAhead`); zeros until then."""
         recipe = ("ahead", op, tuple(shape), bool(batched))
         return self._constant_input(("ahead", op), recipe)
+
+    def ufunc_loops(self):
+        """The addresses of numpy's own loops of ``expm1``, ``log1p``, ... as a
+        function input (see `spike.runtime.compiler.ufuncs`): made again in every
+        process that calls the function, never compiled in."""
+        from spike.runtime.compiler import ufuncs  # imports Numba: only when used
+
+        try:
+            ufuncs.loop_table()
+        except ufuncs.LoopsUnavailable as e:
+            raise NotLowerable(str(e)) from None
+        return self._constant_input(("ufunc_loops",), ("ufunc_loops",))
 
     def index_input(self, indices):
         """Integer indices as a function input (see `constant`)."""
