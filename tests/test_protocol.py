@@ -1,15 +1,19 @@
 """The protocol table: what `spike.comm.protocol.check` accepts and what it names
-when it refuses a message (no process starts)."""
+when it refuses a message, and what the worker and the client do with a message it
+refuses (no process starts)."""
 
 import re
+import threading
 
 import numpy as np
 import pytest
 import zmq
 
+from spike.client.pool import WorkerControl, WorkerHandle
 from spike.cluster.daemon import Daemon
 from spike.comm import protocol, wire
-from spike.exceptions import ProtocolError
+from spike.comm.channels import bind_random_port
+from spike.exceptions import ProtocolError, WorkerDied
 from spike.runtime.worker import Worker
 
 
@@ -107,3 +111,88 @@ def test_every_request_has_a_handler(server, table):
     ``on_`` method serves a request the table lacks."""
     handlers = {name[3:] for name in dir(server) if name.startswith("on_")}
     assert handlers == set(table)
+
+
+# -- on receipt, in the worker and in the client (threads and sockets, no process) --------
+
+
+class FakeWorker(WorkerHandle):
+    """A worker handle for a DEALER socket of this test: alive while the test says."""
+
+    def __init__(self, wid):
+        super().__init__(wid, None)
+        self.pid = 0
+        self.gone = None
+
+    def exit_status(self):
+        return self.gone
+
+
+def test_the_client_raises_a_malformed_reply_where_it_is_awaited():
+    """A reply that breaks the protocol is raised as a `ProtocolError` naming the op
+    and field by the `expect` waiting for it (not dropped, which would leave the
+    client waiting); warnings are warned; the hello fills in the handle."""
+    control = WorkerControl(zmq.Context())
+    control.bind_router("127.0.0.1")
+    worker = control.context.socket(zmq.DEALER)
+    worker.setsockopt(zmq.IDENTITY, b"w1")
+    worker.setsockopt(zmq.LINGER, 0)
+    worker.connect(control.address)
+    handle = control.handles["w1"] = FakeWorker("w1")
+    try:
+        worker.send_multipart(wire.encode(protocol.HELLO, {
+            "id": "w1", "pid": 0, "host": "there", "data": "tcp://127.0.0.1:1"}))
+        assert control.await_hello([handle], timeout=10) == [handle]
+        assert handle.data_address == "tcp://127.0.0.1:1" and handle.hostname == "there"
+        worker.send_multipart(wire.encode(
+            protocol.WARNINGS, {"warnings": [["builtins", "RuntimeWarning", "careful"]]}))
+        worker.send_multipart(wire.encode(protocol.DONE, {"steps": 3}))
+        with pytest.warns(RuntimeWarning, match="careful"), pytest.raises(
+            ProtocolError, match="worker reply 'done': field 'n_steps' is missing"
+        ):
+            control.expect(handle, (protocol.DONE,), timeout=10)
+        handle.gone = "killed by SIGKILL"
+        with pytest.raises(WorkerDied, match="w1.*SIGKILL"):
+            control.expect(handle, (protocol.DONE,), timeout=10)
+    finally:
+        worker.close(linger=0)
+        control.close_router()
+        control.context.term()
+
+
+def test_a_worker_answers_a_bad_request_with_an_error_and_keeps_serving():
+    """The worker (serving in a thread here) answers requests the protocol lacks, or
+    missing a field, with an ``error`` naming it, then still answers a ``ping``."""
+    context = zmq.Context()
+    router = context.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    address = bind_random_port(router, "127.0.0.1")
+    worker = Worker(address, "w1")
+    serving = threading.Thread(target=worker.serve, daemon=True)
+    serving.start()
+
+    def reply():
+        assert router.poll(10000), "the worker did not answer"
+        identity, *parts = router.recv_multipart()
+        return protocol.check(wire.decode(parts), protocol.WORKER_REPLIES)
+
+    try:
+        assert reply().op == protocol.HELLO
+        for op, fields, error in [
+            ("__init__", {}, "unknown worker request '__init__'"),
+            (protocol.RUN, {}, "worker request 'run': field 'steps' is missing"),
+            (protocol.SETUP, {"session": 0, "sends": {}, "recvs": {}},
+             "worker request 'setup' carries 0 byte frames, not 1"),
+        ]:
+            router.send_multipart([b"w1"] + wire.encode(op, fields))
+            answer = reply()
+            assert answer.op == protocol.ERROR and answer.fields["type"] == "ProtocolError"
+            assert error in answer.fields["message"]
+        router.send_multipart([b"w1"] + wire.encode(protocol.PING))
+        assert reply().op == protocol.PONG
+        router.send_multipart([b"w1"] + wire.encode(protocol.EXIT))
+        serving.join(timeout=10)
+        assert not serving.is_alive()
+    finally:
+        router.close(linger=0)
+        context.term()

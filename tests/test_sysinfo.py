@@ -1,5 +1,6 @@
 """`spike.sysinfo`: processes, CPU time and peak memory, as Spike reads them."""
 
+import collections
 import os
 import subprocess
 import sys
@@ -45,3 +46,12 @@ def test_cpu_busy_and_total_seconds_grow_with_work():
     busy_after, total_after = sysinfo.cpu_busy_total()
     assert 0 <= busy <= total
     assert busy_after - busy >= 0.1 and total_after - total >= busy_after - busy
+
+
+def test_busy_is_all_but_idle_and_io_wait_and_guest_time_counts_once(monkeypatch):
+    """Linux counts guest time inside user time: it is not added again; a virtual
+    machine's stolen time is busy (the CPU was not there for us)."""
+    fields = "user nice system idle iowait irq softirq steal guest guest_nice"
+    Times = collections.namedtuple("Times", fields)
+    monkeypatch.setattr(psutil, "cpu_times", lambda: Times(50, 5, 20, 100, 10, 1, 2, 12, 8, 1))
+    assert sysinfo.cpu_busy_total() == (50 + 5 + 20 + 1 + 2 + 12, 200)
