@@ -173,7 +173,7 @@ def test_a_worker_answers_a_bad_request_with_an_error_and_keeps_serving():
 
     def reply():
         assert router.poll(10000), "the worker did not answer"
-        identity, *parts = router.recv_multipart()
+        _identity, *parts = router.recv_multipart()
         return protocol.check(wire.decode(parts), protocol.WORKER_REPLIES)
 
     try:

@@ -175,11 +175,14 @@ class WorkerControl:
         self.router = router
 
     def close_router(self):
+        """Close the control socket (the workers' connections with it)."""
         if self.router is not None:
             self.router.close(linger=0)
             self.router = None
 
     def send(self, handle, op, fields=None, arrays=(), blobs=()):
+        """Send ``handle`` the request ``op`` (a `spike.comm.protocol` name) with
+        its ``fields``, ``arrays`` and ``blobs``; `WorkerError` if it is gone."""
         try:
             self.router.send_multipart(
                 [handle.wid.encode()] + wire.encode(op, fields, arrays, blobs)

@@ -15,19 +15,23 @@ address                transport
 
 Both ends of a channel open the same address: the sending end with `SEND`, the
 receiving end with `RECV` (`open_channel`). `REGISTRY` maps each scheme to the
-factory that makes its ends; `register` adds one. An MPI transport goes here: a
-factory registered for ``mpi://`` (addresses naming the receiving rank), whose
-sending end posts the route's bytes to that rank and whose receiving end waits for
-them, would be chosen by the session for peers launched under MPI and used by
-`spike.comm.exchange` unchanged.
+factory that makes its ends; `register` adds one.
+
+An MPI transport goes here, beside the two above: an ``open_mpi`` factory in
+`REGISTRY` under ``"mpi"``, for addresses ``mpi://RANK`` naming the receiving
+rank, whose sending end posts a route's bytes to that rank (tagged with the step)
+and whose receiving end waits for them, with the session checks above. The session
+would hand such addresses to peers launched under MPI
+(`spike.client.session.Session._channel_addresses`), and `spike.comm.exchange`
+would use them unchanged.
 
 A channel's end has the same four methods whatever the transport (`Channel`):
 ``send(step, route, signals)`` packs ``route``'s signals and sends them as the
 values after ``step``; ``recv(step, route, signals)`` waits for the values sent
 after ``step`` and unpacks them into ``signals``; ``reset(session, last_step)``
-starts a session; ``close()``. Each call is one step of one route: nothing is
-allocated on the way (ZeroMQ packs into a buffer kept by the channel, a ring into
-its slot).
+starts a session; ``close()``. Each call is one step of one route, and the channel
+adds no copy of its own: a ring's end packs into and unpacks from the slot, a
+ZeroMQ end packs into a buffer it keeps and unpacks from the received frame.
 
 Sessions. Every message carries the sender's session number, which changes with
 every Simulator and every reset, so values left over from an earlier run (for
