@@ -69,9 +69,10 @@ def config_label(config):
 # -- measurements done inside one child process ----------------------------------
 
 
-def peak_rss_mb(pid="self"):
-    """Peak resident memory (VmHWM) of a process, in MiB (`spike.client.pool.peak_rss_bytes`)."""
-    from spike.client.pool import peak_rss_bytes
+def peak_rss_mb(pid=None):
+    """Peak resident memory (VmHWM) of a process (default: this one), in MiB
+    (`spike.sysinfo.peak_rss_bytes`)."""
+    from spike.sysinfo import peak_rss_bytes
 
     return peak_rss_bytes(pid) / 2**20 or float("nan")
 
@@ -234,21 +235,13 @@ def child(args, cache_dir=None):
 
 
 def machine():
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        with open("/proc/meminfo") as f:
-            mem_gib = int(f.readline().split()[1]) / 2**20
-    except OSError:
-        mem_gib = float("nan")
     import nengo
+    import psutil
+
+    from spike.sysinfo import cpu_model
+
+    cpu = cpu_model() or platform.processor()
+    mem_gib = psutil.virtual_memory().total / 2**30
 
     return {
         "cpu": cpu,

@@ -16,7 +16,7 @@ from spike.builder.pipeline import prepare
 from spike.client.assemble import probe_samples, whole_signals
 from spike.client.pool import get_pool
 from spike.client.session import Session
-from spike.cluster.hostpool import HostPool
+from spike.cluster.hostpool import HostPool, check_on_unreachable
 from spike.cluster.ssh import SSHHostPool
 from spike.exceptions import SpikeError
 from spike.plan import allocation as allocation_file
@@ -164,11 +164,7 @@ class Simulator:
                 f"must be 'float64' or 'float32' (got {dtype!r})", attr="dtype", obj=self
             )
         self.dtype = np.dtype(dtype).name
-        if on_unreachable not in ("error", "skip"):
-            raise ValidationError(
-                f"must be 'error' or 'skip' (got {on_unreachable!r})",
-                attr="on_unreachable", obj=self,
-            )
+        check_on_unreachable(on_unreachable, obj=self)
         self.allocation = None
         if allocation is not None:
             self.allocation, max_neurons = self._load_allocation(

@@ -6,6 +6,7 @@ watches for errors and dead workers, and gathers probe data. All of it happens i
 user's thread: ZeroMQ sockets are used from one thread only.
 """
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -20,7 +21,7 @@ import zmq
 from spike import config
 from spike.builder.partition import describe_object
 from spike.client.pool import remote_error
-from spike.comm import shm
+from spike.comm import protocol, shm
 from spike.comm.exchange import Exchange
 from spike.exceptions import SpikeError, UnsupportedError
 from spike.plan.placement import CLIENT
@@ -103,18 +104,18 @@ class Session:
         try:
             handles = pool.acquire(len(self.worker_peers))
             self.handles = dict(zip(self.worker_peers, handles))
-            addresses = {CLIENT: self.address}
-            addresses.update({p: h.data_address for p, h in self.handles.items()})
-            channels = self._shared_memory_channels()
+            data_addresses = {CLIENT: self.address}
+            data_addresses.update({p: h.data_address for p, h in self.handles.items()})
+            channels = self._channel_addresses(data_addresses)
             # the client prepares its own share while the workers prepare theirs
             for peer, handle in self.handles.items():
                 pool.send(
                     handle,
-                    "setup",
+                    protocol.SETUP,
                     {
                         "session": 0,
-                        "addresses": {str(k): v for k, v in addresses.items()},
-                        "channels": channels[peer],
+                        "sends": channels[peer]["send"],
+                        "recvs": channels[peer]["recv"],
                     },
                     blobs=[blobs[peer]],
                 )
@@ -125,14 +126,14 @@ class Session:
                     pool.context,
                     self.pull,
                     0,
-                    CLIENT,
-                    {dst: addresses[dst] for dst in plans[0].sends},
+                    plans[0],
+                    channels[CLIENT]["send"],
+                    channels[CLIENT]["recv"],
                     wait_hook=self.watch,
-                    channels=channels[CLIENT],
                     curve=pool.data_curve,
                 )
             for handle in self.handles.values():
-                pool.expect(handle, ("ready",), SETUP_TIMEOUT)
+                pool.expect(handle, (protocol.READY,), SETUP_TIMEOUT)
         except BaseException:
             self.close(failed=True)
             raise
@@ -140,30 +141,37 @@ class Session:
         self.done = {}
         self.timings = {}
 
-    def _shared_memory_channels(self):
-        """Per peer, the shared-memory rings to and from peers on its same host.
+    def _channel_addresses(self, data_addresses):
+        """Per peer, the address of the channel of each route to and from it
+        (`spike.comm.channels`): ``{peer: {"send": {dst: address}, "recv": {src:
+        address}}}``, peers as strings (as the setup message carries them).
 
-        The pool says which peers share a host and where their rings go
-        (`WorkerPool.shm_groups`): locally, a directory of this client's under
-        /dev/shm, removed at close (and, if the client was killed, by the next
-        client's pool); on other hosts, a directory their daemon made for the job.
-        Setting ``SPIKE_EXCHANGE=zmq`` sends everything over ZeroMQ instead.
+        Peers on one host share a ring, ``shm://PATH``; other pairs use ZeroMQ to the
+        receiver's data socket (its address in ``data_addresses``). The pool says
+        which peers share a host and where their rings go (`WorkerPool.shm_groups`):
+        locally, a directory of this client's under /dev/shm, removed at close (and,
+        if the client was killed, by the next client's pool); on other hosts, a
+        directory their daemon made for the job. Setting ``SPIKE_EXCHANGE=zmq`` sends
+        everything over ZeroMQ instead.
         """
         channels = {p.peer: {"send": {}, "recv": {}} for p in self.plans}
-        if config.get("SPIKE_EXCHANGE") == "zmq" or not shm.available():
-            return channels
-        groups = self.pool.shm_groups(self.handles)
+        groups = {}
+        if config.get("SPIKE_EXCHANGE") != "zmq" and shm.available():
+            groups = self.pool.shm_groups(self.handles)
         own = shm.client_directory(self.pool.pid)
         for plan in self.plans:
             src = plan.peer
-            for dst, route in plan.sends.items():
+            for dst in plan.sends:
                 directory = groups.get(src)
                 if directory is not None and groups.get(dst) == directory:
                     path = os.path.join(directory, f"{self.token}-{src}-{dst}")
                     if directory == own:  # others are removed by their daemon
                         self.shm_paths.append(path)
-                    channels[src]["send"][str(dst)] = [path, route.nbytes]
-                    channels[dst]["recv"][str(src)] = [path, route.nbytes]
+                    address = "shm://" + path
+                else:
+                    address = data_addresses[dst]
+                channels[src]["send"][str(dst)] = address
+                channels[dst]["recv"][str(src)] = address
         return channels
 
     @property
@@ -196,25 +204,32 @@ class Session:
         self.pool.discard(list(self.handles.values()))
         self.handles = {}
 
-    def reset(self, seed):
+    @contextlib.contextmanager
+    def _guarded(self):
+        """Refuse to work after an earlier failure; and on any failure (or
+        interruption) inside, stop every worker (`_fail`) and raise it."""
         self._guard()
         try:
+            yield
+        except BaseException as e:
+            self._fail(e)
+            raise
+
+    def reset(self, seed):
+        with self._guarded():
             states = rng_states(self.order, seed, self.dt)
             self.session_id = secrets.randbits(62)
             for peer, handle in self.handles.items():
                 mine = set(self.plans[peer].order)
                 fields, keys = encode_states({k: v for k, v in states.items() if k in mine})
                 fields["session"] = self.session_id
-                self.pool.send(handle, "reset", fields, keys)
+                self.pool.send(handle, protocol.RESET, fields, keys)
             if self.client is not None:
                 self.exchange.set_session(self.session_id)
                 self.client.reset(states)
             self.timings = {}
             for handle in self.handles.values():
-                self.pool.expect(handle, ("reset_done",))
-        except BaseException as e:
-            self._fail(e)
-            raise
+                self.pool.expect(handle, (protocol.RESET_DONE,))
 
     def watch(self):
         """Handle worker messages that may arrive during a run; raise on trouble."""
@@ -223,12 +238,12 @@ class Session:
             inbox = handle.inbox
             while inbox:
                 message = inbox.popleft()
-                if message.op == "progress":
+                if message.op == protocol.PROGRESS:
                     self.progress[peer] = message.fields["steps"]
-                elif message.op == "done":
+                elif message.op == protocol.DONE:
                     self.done[peer] = message.fields["n_steps"]
                     self.timings[peer] = step_timing(message.fields.get("timing"))
-                elif message.op == "error":
+                elif message.op == protocol.ERROR:
                     raise remote_error(message, handle)
                 else:
                     logger.warning("%s sent %r during a run", handle.name, message.op)
@@ -236,29 +251,28 @@ class Session:
 
     def run(self, n_steps, progress=None):
         """Run ``n_steps`` on every peer; ``progress(steps)`` reports the slowest."""
-        self._guard()
-        self.progress = {peer: 0 for peer in self.handles}
-        self.done = {}
-        reported = [0]
-        looked = [0, time.monotonic() + PROGRESS_LOOK_INTERVAL]
+        with self._guarded():
+            self.progress = {peer: 0 for peer in self.handles}
+            self.done = {}
+            reported = [0]
+            looked = [0, time.monotonic() + PROGRESS_LOOK_INTERVAL]
 
-        def report(done):
-            if progress is None:
-                return
-            if done - looked[0] >= 64:  # the client steps on: read the workers' progress
-                looked[0] = done        # now and then (its wait hook may never run)
-                now = time.monotonic()
-                if now >= looked[1]:
-                    looked[1] = now + PROGRESS_LOOK_INTERVAL
-                    self.watch()
-            slowest = min([done] + list(self.progress.values()))
-            if slowest > reported[0]:
-                progress(slowest - reported[0])
-                reported[0] = slowest
+            def report(done):
+                if progress is None:
+                    return
+                if done - looked[0] >= 64:  # the client steps on: read the workers' progress
+                    looked[0] = done        # now and then (its wait hook may never run)
+                    now = time.monotonic()
+                    if now >= looked[1]:
+                        looked[1] = now + PROGRESS_LOOK_INTERVAL
+                        self.watch()
+                slowest = min([done] + list(self.progress.values()))
+                if slowest > reported[0]:
+                    progress(slowest - reported[0])
+                    reported[0] = slowest
 
-        try:
             for handle in self.handles.values():
-                self.pool.send(handle, "run", {"steps": n_steps})
+                self.pool.send(handle, protocol.RUN, {"steps": n_steps})
             if self.client is not None:
                 self.client.run(n_steps, self.exchange, progress=report)
             while len(self.done) < len(self.handles):
@@ -266,42 +280,32 @@ class Session:
                 self.watch()
                 report(n_steps)
             report(n_steps)
-        except BaseException as e:
-            self._fail(e)
-            raise
+
+    def _ask_every_worker(self, op):
+        """Send every worker the request ``op`` (no fields), all before waiting for
+        any; ``{peer: its reply}`` (a reply of the same name)."""
+        for handle in self.handles.values():
+            self.pool.send(handle, op)
+        return {peer: self.pool.expect(handle, (op,)) for peer, handle in self.handles.items()}
 
     def take_probe_data(self):
         """``{probe key: samples}`` recorded everywhere since the last call."""
-        self._guard()
         data = {}
-        try:
-            for handle in self.handles.values():
-                self.pool.send(handle, "probes")
-            for handle in self.handles.values():
-                message = self.pool.expect(handle, ("probes",))
+        with self._guarded():
+            for message in self._ask_every_worker(protocol.PROBES).values():
                 data.update(zip(message.fields["keys"], message.arrays))
-        except BaseException as e:
-            self._fail(e)
-            raise
         if self.client is not None:
             data.update(self.client.take_probe_data())
         return data
 
     def gather_signals(self):
         """``{base signal: current value}`` from the peer authoritative for each."""
-        self._guard()
         values = {}
-        try:
-            for handle in self.handles.values():
-                self.pool.send(handle, "signals")
-            for peer, handle in self.handles.items():
-                message = self.pool.expect(handle, ("signals",))
+        with self._guarded():
+            for peer, message in self._ask_every_worker(protocol.SIGNALS).items():
                 bases = self.plans[peer].bases
                 for i, value in zip(message.fields["positions"], message.arrays):
                     values[bases[i]] = value.copy()
-        except BaseException as e:
-            self._fail(e)
-            raise
         plan = self.plans[0]
         if self.client is not None:
             for i, value in zip(plan.owned, self.client.get_bases(plan.owned)):
@@ -314,14 +318,13 @@ class Session:
 
     def restore(self, values, n_steps):
         """Give every peer these signal values and step count (unpickling)."""
-        self._guard()
-        try:
+        with self._guarded():
             for peer, handle in self.handles.items():
                 bases = self.plans[peer].bases
                 positions = [i for i, b in enumerate(bases) if b in values]
                 self.pool.send(
                     handle,
-                    "set_state",
+                    protocol.SET_STATE,
                     {"positions": positions, "n_steps": n_steps},
                     [values[bases[i]] for i in positions],
                 )
@@ -332,10 +335,7 @@ class Session:
                     positions, [values[bases[i]] for i in positions], n_steps, self.exchange
                 )
             for handle in self.handles.values():
-                self.pool.expect(handle, ("state_set",))
-        except BaseException as e:
-            self._fail(e)
-            raise
+                self.pool.expect(handle, (protocol.STATE_SET,))
 
     def close(self, failed=False):
         handles = list(self.handles.values())

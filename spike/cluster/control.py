@@ -20,6 +20,7 @@ from spike import config
 from spike.cluster.hostfile import as_hosts
 from spike.cluster.links import Query
 from spike.cluster.ssh import start_daemons
+from spike.comm import protocol
 from spike.exceptions import HostError
 
 logger = logging.getLogger(__name__)
@@ -66,10 +67,9 @@ def start_local(host, keys_dir=None, state_dir=None, slots=None, python=None):
         cmd += ["--keys", keys_dir]
     if slots or host.slots:
         cmd += ["--slots", str(slots or host.slots)]
-    env = config.child_environment()
     proc = subprocess.Popen(
         cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=env, start_new_session=True, text=True,
+        env=config.child_environment(), start_new_session=True, text=True,
     )
     line = proc.stdout.readline()
     if not line.startswith("spike-daemon listening"):
@@ -120,7 +120,7 @@ def start(hosts, keys_dir=None, ssh=False, state_dir=None, out=sys.stdout):
 def stop(hosts, keys_dir=None, out=sys.stdout):
     """Ask every daemon to stop (with its workers). Returns the hosts that did not answer."""
     with Query(hosts, keys_dir) as query:
-        replies = query.ask("shutdown")
+        replies = query.ask(protocol.SHUTDOWN)
     failures = {}
     for host, reply in replies.items():
         if "error" in reply:

@@ -8,7 +8,9 @@ encrypted and authenticated with CURVE: the daemon holds the cluster's
 ``authorized/`` of its key directory (see `spike.cluster.keys`); others never get past the
 handshake.
 
-Requests are `spike.comm.wire` messages (msgpack header, nothing unpickled):
+Requests are `spike.comm.wire` messages (msgpack header, nothing unpickled), with
+the fields `spike.comm.protocol` gives them (``DAEMON_REQUESTS``; its replies,
+``DAEMON_REPLIES``):
 
 =============  ==========================================================================
 request        what the daemon does
@@ -28,13 +30,13 @@ to its job's client at once (``worker_exit``). A job whose client has sent nothi
 the daemon (``PR_SET_PDEATHSIG``), so nothing outlives it.
 
 Malformed messages (random bytes, bad msgpack, wrong frames, bad fields, huge sizes)
-are logged and answered with ``error``; the daemon keeps serving.
+are logged and answered with ``error``; the daemon keeps serving. Host and worker
+figures come from psutil (`spike.sysinfo`).
 """
 
 import argparse
 import logging
 import os
-import re
 import shutil
 import signal
 import socket
@@ -45,14 +47,15 @@ import tempfile
 import time
 
 import msgpack
+import psutil
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
-from spike import config
-from spike.client.pool import WORKER_ENV, describe_exit, process_running
+from spike import config, sysinfo
+from spike.client.pool import WORKER_ENV, describe_exit
 from spike.cluster import keys as keyfiles
 from spike.cluster.hostfile import DEFAULT_PORT
-from spike.comm import shm, wire
+from spike.comm import protocol, shm, wire
 from spike.exceptions import KeyFileError, ProtocolError
 from spike.version import __version__
 
@@ -64,42 +67,6 @@ sender's connection inside ZeroMQ."""
 SAMPLE_INTERVAL = 1.0  # seconds between load samples
 REAP_INTERVAL = 0.1  # seconds between checks of the workers
 JOB_TIMEOUT = 10.0
-MAX_WORKERS_PER_REQUEST = 1024
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_ADDRESS = re.compile(r"^tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}$")
-
-
-# -- reading the host's load from /proc ----------------------------------------------
-
-
-def _cpu_times():
-    """(busy, total) clock ticks of all CPUs since boot."""
-    with open("/proc/stat") as f:
-        values = [int(v) for v in f.readline().split()[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)
-    return sum(values) - idle, sum(values)
-
-
-def _meminfo():
-    info = {}
-    with open("/proc/meminfo") as f:
-        for line in f:
-            name, _, rest = line.partition(":")
-            if name in ("MemTotal", "MemAvailable"):
-                info[name] = int(rest.split()[0]) * 1024
-    return info.get("MemTotal", 0), info.get("MemAvailable", 0)
-
-
-def _process_times(pid):
-    """(CPU seconds, resident bytes) of a process, or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    page = os.sysconf("SC_PAGE_SIZE")
-    return (int(fields[11]) + int(fields[12])) / ticks, int(fields[21]) * page
 
 
 STATUS_PREFIX = "spike-daemon-"
@@ -119,7 +86,7 @@ def remove_stale_directories():
         if not name.startswith(STATUS_PREFIX):
             continue
         pid = name[len(STATUS_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not process_running(int(pid)):
+        if pid.isdigit() and not sysinfo.process_running(int(pid)):
             shutil.rmtree(os.path.join(root, name), ignore_errors=True)
             removed += 1
     return removed
@@ -132,6 +99,7 @@ class WorkerProcess:
         self.wid = wid
         self.proc = proc
         self.pid = proc.pid
+        self.process = psutil.Process(proc.pid)  # what it uses (checks pid reuse)
         self.status_path = status_path
         self.steps = 0
         self.rate = 0.0
@@ -148,11 +116,15 @@ class WorkerProcess:
         return struct.unpack("<q", data)[0] if len(data) == 8 else self.steps
 
     def sample(self, now):
-        """Update steps per second and CPU use since the last sample."""
-        times = _process_times(self.pid)
-        if times is None:
+        """Update steps per second, CPU use since the last sample and resident
+        memory (bytes)."""
+        try:
+            with self.process.oneshot():
+                cpu = self.process.cpu_times()
+                self.rss = self.process.memory_info().rss
+        except psutil.Error:  # gone: reaped and reported like any other exit
             return
-        cpu_seconds, self.rss = times
+        cpu_seconds = cpu.user + cpu.system
         steps = self.read_steps()
         if self._last is not None:
             then, last_steps, last_cpu = self._last
@@ -189,32 +161,6 @@ class Job:
         self.workers = {}
         self.last_seen = time.monotonic()
         self.shm_dir = shm_dir
-
-
-def _check(fields, name, kind, optional=False):
-    value = fields.get(name)
-    if value is None and optional:
-        return None
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise ProtocolError(f"field {name!r} must be {getattr(kind, '__name__', kind)}")
-    return value
-
-
-def _check_name(fields, name):
-    value = _check(fields, name, str)
-    if not _NAME.match(value):
-        raise ProtocolError(f"field {name!r} is not a valid name")
-    return value
-
-
-def _check_key(value, name):
-    if not isinstance(value, str) or len(value) != 40:
-        raise ProtocolError(f"{name} must be a 40-character Z85 key")
-    try:
-        zmq.utils.z85.decode(value.encode("ascii"))
-    except Exception:
-        raise ProtocolError(f"{name} is not Z85") from None
-    return value
 
 
 class Daemon:
@@ -268,6 +214,15 @@ class Daemon:
         self.hostname = socket.gethostname()
         self.jobs = {}
         self.running = True
+        self.handlers = {
+            protocol.STATUS: self.on_status,
+            protocol.HEARTBEAT: self.on_heartbeat,
+            protocol.SPAWN: self.on_spawn,
+            protocol.KILL: self.on_kill,
+            protocol.SHUTDOWN: self.on_shutdown,
+        }
+        """``{request: handler}``, one for each op of `protocol.DAEMON_REQUESTS`;
+        ``handler(owner, fields)`` returns the reply's op and fields."""
         self.bad_messages = 0
         self.denied = 0
         self.counter = 0
@@ -295,7 +250,7 @@ class Daemon:
             port = self.router.bind_to_random_port(f"tcp://{host}")
         self.port = port
         self.address = f"tcp://{host}:{port}"
-        self._cpu_last = _cpu_times()
+        self._cpu_last = sysinfo.cpu_busy_total()
         self.cpu_percent = 0.0
         self._next_sample = time.monotonic() + SAMPLE_INTERVAL
         logger.info(
@@ -360,26 +315,24 @@ class Daemon:
         req = None
         try:
             message = wire.decode(parts[1:])
-            req = message.fields.get("req")
+            req = message.fields.get("req")  # echoed even in the reply to a bad request
             if not isinstance(req, int) or isinstance(req, bool):
                 req = None
-            handler = getattr(self, "on_" + message.op, None)
-            if handler is None:
-                raise ProtocolError(f"unknown request {message.op[:40]!r}")
+            protocol.check(message, protocol.DAEMON_REQUESTS)
             for job in self.jobs.values():
                 if job.owner == owner:
                     job.last_seen = time.monotonic()
-            op, fields = handler(owner, message.fields)
+            op, fields = self.handlers[message.op](owner, message.fields)
         except ProtocolError as e:
             self.bad_messages += 1
             if self.bad_messages <= 20 or self.bad_messages % 1000 == 0:
                 logger.warning(
                     "rejected a malformed request (%d so far): %s", self.bad_messages, e
                 )
-            op, fields = "error", {"message": f"malformed request: {e}"}
+            op, fields = protocol.ERROR, {"message": f"malformed request: {e}"}
         except Exception as e:  # a failure of ours, e.g. a worker that cannot start
             logger.exception("request failed")
-            op, fields = "error", {"message": f"{type(e).__name__}: {e}"}
+            op, fields = protocol.ERROR, {"message": f"{type(e).__name__}: {e}"}
         fields = dict(fields or {})
         if req is not None:
             fields["req"] = req
@@ -391,7 +344,7 @@ class Daemon:
         return self.slots - sum(len(j.workers) for j in self.jobs.values())
 
     def describe(self):
-        total, available = _meminfo()
+        memory = psutil.virtual_memory()
         try:
             load = list(os.getloadavg())
         except OSError:
@@ -407,8 +360,8 @@ class Daemon:
             "cpus": os.cpu_count() or 1,
             "cpu": round(self.cpu_percent, 1),
             "load": [round(x, 2) for x in load],
-            "mem_total": total,
-            "mem_available": available,
+            "mem_total": memory.total,
+            "mem_available": memory.available,
             "jobs": [
                 {"job": job.name, "workers": [w.describe() for w in job.workers.values()]}
                 for job in self.jobs.values()
@@ -418,35 +371,26 @@ class Daemon:
         }
 
     def on_status(self, owner, fields):
-        return "status", self.describe()
+        return protocol.STATUS, self.describe()
 
     def on_heartbeat(self, owner, fields):
-        return "status", self.describe()
+        return protocol.STATUS, self.describe()
 
     def on_spawn(self, owner, fields):
-        name = _check_name(fields, "job")
-        ids = _check(fields, "ids", list)
-        if not 0 < len(ids) <= MAX_WORKERS_PER_REQUEST:
-            raise ProtocolError("field 'ids' must list 1 to 1024 worker ids")
-        for wid in ids:
-            if not isinstance(wid, str) or not _NAME.match(wid):
-                raise ProtocolError("worker ids must be short names")
-        control = _check(fields, "control", str)
-        if not _ADDRESS.match(control):
-            raise ProtocolError("field 'control' must be tcp://HOST:PORT")
-        job_keys = _check(fields, "keys", dict)
-        secrets = {
-            k: _check_key(job_keys.get(k), k)
-            for k in ("control_server", "public", "secret", "data_public", "data_secret")
-        }
-        log_level = _check(fields, "log_level", str, optional=True) or "WARNING"
-        if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise ProtocolError("bad log_level")
+        """Start the workers ``fields["ids"]`` of job ``fields["job"]`` (the fields
+        are checked by `protocol.check`)."""
+        name = fields["job"]
+        ids = fields["ids"]
+        control = fields["control"]
+        job_keys = {field.name: fields["keys"][field.name] for field in protocol.JOB_KEYS}
+        log_level = fields.get("log_level") or "WARNING"
         job = self.jobs.get(name)
         if job is not None and job.owner != owner:
-            return "error", {"message": f"job {name} belongs to another client", "busy": True}
+            return protocol.ERROR, {
+                "message": f"job {name} belongs to another client", "busy": True
+            }
         if len(ids) > self.free_slots():
-            return "error", {
+            return protocol.ERROR, {
                 "message": f"busy: {len(ids)} workers asked, {self.free_slots()} of "
                 f"{self.slots} slots free",
                 "busy": True,
@@ -461,20 +405,20 @@ class Daemon:
         for wid in ids:
             if any(wid in j.workers for j in self.jobs.values()):
                 raise ProtocolError(f"worker id {wid} is in use")
-            started.append(self.start_worker(job, wid, control, secrets, log_level))
+            started.append(self.start_worker(job, wid, control, job_keys, log_level))
         logger.info(
             "job %s: started %d workers (pids %s)",
             name, len(started), ", ".join(str(w.pid) for w in started),
         )
-        return "spawned", {
+        return protocol.SPAWNED, {
             "job": name,
             "workers": [{"id": w.wid, "pid": w.pid} for w in started],
             "host": self.hostname,
             "shm": job.shm_dir,
         }
 
-    def start_worker(self, job, wid, control, secrets, log_level):
-        env = config.child_environment(dict(WORKER_ENV, SPIKE_LOG_LEVEL=log_level))
+    def start_worker(self, job, wid, control, job_keys, log_level):
+        env = config.child_environment({**WORKER_ENV, "SPIKE_LOG_LEVEL": log_level})
         self.counter += 1
         status_path = os.path.join(self.status_dir, f"w{self.counter}")
         with open(status_path, "wb") as f:
@@ -487,7 +431,7 @@ class Daemon:
         ]
         proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, close_fds=True)
         try:
-            proc.stdin.write(msgpack.packb(secrets))
+            proc.stdin.write(msgpack.packb(job_keys))
             proc.stdin.close()
         except OSError:  # it died already: reaped and reported like any other exit
             pass
@@ -496,13 +440,13 @@ class Daemon:
         return worker
 
     def on_kill(self, owner, fields):
-        name = _check_name(fields, "job")
+        name = fields["job"]
         job = self.jobs.get(name)
         if job is None or job.owner != owner:
-            return "killed", {"job": name, "workers": []}
+            return protocol.KILLED, {"job": name, "workers": []}
         stopped = self.kill_job(job)
         self.end_job(job)
-        return "killed", {"job": name, "workers": stopped}
+        return protocol.KILLED, {"job": name, "workers": stopped}
 
     def end_job(self, job):
         """Forget a job whose workers are gone; remove its shared-memory rings."""
@@ -512,7 +456,7 @@ class Daemon:
 
     def on_shutdown(self, owner, fields):
         self.running = False
-        return "bye", {"host": self.hostname}
+        return protocol.BYE, {"host": self.hostname}
 
     # -- watching workers ---------------------------------------------------------------
 
@@ -551,7 +495,7 @@ class Daemon:
                 self._forget(worker)
                 status = describe_exit(code)
                 logger.warning("job %s: worker %s (pid %d) %s", job.name, wid, worker.pid, status)
-                self.send(job.owner, "worker_exit",
+                self.send(job.owner, protocol.WORKER_EXIT,
                           {"job": job.name, "id": wid, "pid": worker.pid, "status": status})
             if not job.workers:
                 self.end_job(job)
@@ -568,7 +512,7 @@ class Daemon:
                 self.end_job(job)
 
     def sample(self, now):
-        busy, total = _cpu_times()
+        busy, total = sysinfo.cpu_busy_total()
         last_busy, last_total = self._cpu_last
         if total > last_total:
             self.cpu_percent = 100.0 * (busy - last_busy) / (total - last_total)

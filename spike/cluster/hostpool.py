@@ -2,6 +2,8 @@
 
 `HostPool` gives a `spike.client.session.Session` workers started by the `spike-daemon` of
 each host of a hostfile, with the interface of the local `spike.client.pool.WorkerPool`:
+the same request/reply part (`spike.client.pool.WorkerControl`), with workers started
+by the daemons (`DaemonLauncher`) instead of by the client:
 
 1. At start it asks every daemon for its status (over CURVE, with the client key of
    the key directory; a daemon is accepted only if it holds the daemon key the
@@ -27,23 +29,36 @@ each host of a hostfile, with the interface of the local `spike.client.pool.Work
 """
 
 import logging
-import os
 import secrets
 import socket
-import threading
 import time
 
 import zmq
+from nengo.exceptions import ValidationError
 from zmq.auth.thread import ThreadAuthenticator
 
 from spike import config
-from spike.client.pool import HELLO_TIMEOUT, WorkerHandle, WorkerPool
+from spike.client.pool import WorkerControl, WorkerHandle
 from spike.cluster import keys as keyfiles
 from spike.cluster.hostfile import as_hosts
 from spike.cluster.links import REQUEST_TIMEOUT, HostLinks
+from spike.comm import protocol
+from spike.comm.channels import bind_random_port
 from spike.exceptions import HostError, WorkerError
 
 logger = logging.getLogger(__name__)
+
+ON_UNREACHABLE = ("error", "skip")
+"""What a pool may do with a host that cannot serve (``on_unreachable``)."""
+
+
+def check_on_unreachable(value, obj=None):
+    """Raise `nengo.exceptions.ValidationError` (a ``ValueError``) unless ``value``
+    is one of `ON_UNREACHABLE`; ``obj`` is what has the setting (a Simulator)."""
+    if value not in ON_UNREACHABLE:
+        raise ValidationError(
+            f"must be 'error' or 'skip' (got {value!r})", attr="on_unreachable", obj=obj
+        )
 
 
 class RemoteWorkerHandle(WorkerHandle):
@@ -53,7 +68,11 @@ class RemoteWorkerHandle(WorkerHandle):
         super().__init__(wid, None)
         self.pid = pid
         self.link = link
-        self.host = link.name
+
+    @property
+    def host(self):
+        """The host as the hostfile names it (``name:port``)."""
+        return self.link.name
 
     def exit_status(self):
         status = self.link.exits.get(self.wid)
@@ -72,7 +91,71 @@ def local_address_towards(name, port):
         return probe.getsockname()[0]
 
 
-class HostPool(WorkerPool):
+class DaemonLauncher:
+    """The remote launcher part: workers started and stopped by the hosts' daemons.
+
+    Parameters
+    ----------
+    links : HostLinks
+        The connections to the daemons.
+    job : str
+        The job's name (the daemons know the workers by it).
+    job_keys : dict
+        The job's keys, handed to each worker by its daemon (`protocol.JOB_KEYS`).
+    control_address : str
+        The client's control socket, which the workers connect to.
+    """
+
+    def __init__(self, links, job, job_keys, control_address):
+        self.links = links
+        self.job = job
+        self.job_keys = job_keys
+        self.control_address = control_address
+        self.counter = 0
+        self.shm_dirs = {}  # host -> the directory its daemon made for the job's rings
+
+    def launch(self, counts):
+        """Start ``counts[host]`` workers on each host; return their handles (hello
+        not awaited) and the first failure of a host (None if every host started
+        its share)."""
+        futures = {}
+        for host, count in counts.items():
+            ids = []
+            for _ in range(count):
+                self.counter += 1
+                ids.append(f"{self.job}-{self.counter}")
+            futures[host] = self.links.request(host, protocol.SPAWN, {
+                "job": self.job,
+                "ids": ids,
+                "control": self.control_address,
+                "keys": self.job_keys,
+                "log_level": config.get("SPIKE_LOG_LEVEL"),
+            })
+        started = []
+        failure = None
+        for host, future in futures.items():
+            try:
+                reply = self.links.result(host, future, REQUEST_TIMEOUT)
+            except HostError as e:
+                failure = failure or e
+                continue
+            link = self.links.links[host]
+            self.shm_dirs[host] = reply.fields.get("shm")
+            for entry in reply.fields["workers"]:
+                started.append(RemoteWorkerHandle(entry["id"], entry["pid"], link))
+        return started, failure
+
+    def stop(self, hosts):
+        """Stop the job's workers on ``hosts``; wait until each daemon confirms."""
+        futures = {h: self.links.request(h, protocol.KILL, {"job": self.job}) for h in hosts}
+        for host, future in futures.items():
+            try:
+                self.links.result(host, future, 10.0)
+            except HostError as e:  # its daemon stops the job when we go silent
+                logger.warning("could not stop the job's workers: %s", e)
+
+
+class HostPool(WorkerControl):
     """Workers started by the daemons of a hostfile's hosts, for one Simulator.
 
     Parameters
@@ -100,25 +183,18 @@ class HostPool(WorkerPool):
         connect_timeout=None,
         heartbeat_timeout=None,
     ):
+        check_on_unreachable(on_unreachable)
         if connect_timeout is None:
             connect_timeout = config.get("SPIKE_CONNECT_TIMEOUT")
         if heartbeat_timeout is None:
             heartbeat_timeout = config.get("SPIKE_HEARTBEAT_TIMEOUT")
-        if on_unreachable not in ("error", "skip"):
-            raise ValueError(f"on_unreachable must be 'error' or 'skip', not {on_unreachable!r}")
-        self.pid = os.getpid()
         self.hosts = as_hosts(hosts)
         client_keys, daemon_key = keyfiles.client_credentials(keys_dir, self.hosts)
-        self.handles = {}
-        self.idle = []
-        self.counter = 0
-        self.lock = threading.RLock()
+        super().__init__(zmq.Context())
         self.job = secrets.token_hex(4)
-        self.shm_dirs = {}
-        self.router = None
         self.links = None
         self.auth = None
-        self.context = zmq.Context()
+        self.launcher = None
         try:
             self._start(client_keys, daemon_key, on_unreachable, client_address,
                         connect_timeout, heartbeat_timeout)
@@ -131,7 +207,7 @@ class HostPool(WorkerPool):
         control = zmq.curve_keypair()
         worker = zmq.curve_keypair()
         data = zmq.curve_keypair()
-        self.job_keys = {
+        job_keys = {
             "control_server": control[0].decode(),
             "public": worker[0].decode(),
             "secret": worker[1].decode(),
@@ -154,7 +230,7 @@ class HostPool(WorkerPool):
         self.links.start()
         self.capacity = {}
         self.unavailable = {}
-        futures = {h: self.links.request(h, "status") for h in self.hosts}
+        futures = {h: self.links.request(h, protocol.STATUS) for h in self.hosts}
         deadline = time.monotonic() + connect_timeout
         for host, future in futures.items():
             try:
@@ -164,11 +240,11 @@ class HostPool(WorkerPool):
             except HostError as e:
                 self.unavailable[host] = str(e)
                 continue
-            free = int(status.get("free", 0))
+            free = status["free"]
             slots = min(free, host.slots) if host.slots else free
             if slots <= 0:
                 self.unavailable[host] = (
-                    f"host {host}: busy (no free slot of {status.get('slots')})"
+                    f"host {host}: busy (no free slot of {status['slots']})"
                 )
             else:
                 self.capacity[host] = slots
@@ -185,12 +261,8 @@ class HostPool(WorkerPool):
             or config.get("SPIKE_CLIENT_ADDRESS")
             or local_address_towards(next(iter(self.capacity)).name, 1)
         )
-        self.router = self.context.socket(zmq.ROUTER)
-        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self.router.setsockopt(zmq.LINGER, 0)
-        self.router.curve_server = True
-        self.router.curve_publickey, self.router.curve_secretkey = control
-        self.address = self._bind(self.router)
+        self.bind_router(self.client_address, curve_keys=control)
+        self.launcher = DaemonLauncher(self.links, self.job, job_keys, self.address)
         logger.info(
             "job %s: %d hosts with %d slots; control socket %s",
             self.job, len(self.capacity), self.total_slots, self.address,
@@ -201,13 +273,10 @@ class HostPool(WorkerPool):
         """Workers the available hosts can take."""
         return sum(self.capacity.values())
 
-    def _bind(self, sock):
-        host = self.client_address
-        host = f"[{host}]" if ":" in host else host
-        if ":" in host:
-            sock.setsockopt(zmq.IPV6, 1)
-        port = sock.bind_to_random_port(f"tcp://{host}")
-        return f"tcp://{host}:{port}"
+    @property
+    def shm_dirs(self):
+        """``{host: directory}`` its daemon made for the job's rings (None: none)."""
+        return self.launcher.shm_dirs
 
     def shm_groups(self, handles):
         """Workers on the same host share rings in the directory their daemon made
@@ -220,7 +289,7 @@ class HostPool(WorkerPool):
         sock.curve_server = True
         sock.curve_publickey = self.data_curve["public"]
         sock.curve_secretkey = self.data_curve["secret"]
-        return self._bind(sock)
+        return bind_random_port(sock, self.client_address)
 
     def check_workers(self, n):
         """Raise `HostError` unless the available hosts have ``n`` slots."""
@@ -241,50 +310,15 @@ class HostPool(WorkerPool):
                     n -= 1
         return {h: c for h, c in counts.items() if c}
 
-    def _spawn(self, n):
-        counts = self.distribute(n)
-        futures = {}
-        for host, count in counts.items():
-            ids = []
-            for _ in range(count):
-                self.counter += 1
-                ids.append(f"{self.job}-{self.counter}")
-            futures[host] = self.links.request(host, "spawn", {
-                "job": self.job,
-                "ids": ids,
-                "control": self.address,
-                "keys": self.job_keys,
-                "log_level": config.get("SPIKE_LOG_LEVEL"),
-            })
-        started = []
-        failure = None
-        for host, future in futures.items():
-            try:
-                reply = self.links.result(host, future, REQUEST_TIMEOUT)
-            except HostError as e:
-                failure = failure or e
-                continue
-            link = self.links.links[host]
-            shm_dir = reply.fields.get("shm")
-            self.shm_dirs[host] = shm_dir if isinstance(shm_dir, str) else None
-            for entry in reply.fields.get("workers", []):
-                handle = RemoteWorkerHandle(str(entry["id"]), int(entry["pid"]), link)
-                self.handles[handle.wid] = handle
-                started.append(handle)
-        if failure is not None:
-            raise failure
-        deadline = time.monotonic() + HELLO_TIMEOUT
-        for handle in started:
-            message = self.expect(handle, ("hello",), deadline - time.monotonic())
-            handle.data_address = message.fields["data"]
-            handle.hostname = message.fields.get("host")
-        logger.info("started %d workers: %s", n, ", ".join(h.name for h in started))
-        return started
-
     def acquire(self, n):
         """``n`` new workers on the hosts (never reused between Simulators)."""
         with self.lock:
-            return self._spawn(n)
+            started, failure = self.launcher.launch(self.distribute(n))
+            # known before anything can fail: `shutdown` stops them whatever happens
+            self.handles.update((handle.wid, handle) for handle in started)
+            if failure is not None:
+                raise failure
+            return self.await_hello(started)
 
     def release(self, handles):
         """Stop these workers (each Simulator gets fresh ones)."""
@@ -297,12 +331,7 @@ class HostPool(WorkerPool):
             for handle in handles:
                 self.handles.pop(handle.wid, None)
                 hosts.add(handle.link.host)
-            futures = {h: self.links.request(h, "kill", {"job": self.job}) for h in hosts}
-            for host, future in futures.items():
-                try:
-                    self.links.result(host, future, 10.0)
-                except HostError as e:  # its daemon stops the job when we go silent
-                    logger.warning("could not stop the job's workers: %s", e)
+            self.launcher.stop(hosts)
 
     def host_status(self):
         """``{host: last status reply}`` of the daemons in use (None if none yet)."""
@@ -311,7 +340,7 @@ class HostPool(WorkerPool):
     def shutdown(self):
         """Stop every worker of the job, close the sockets and the link thread."""
         with self.lock:
-            if self.handles and self.links is not None:
+            if self.handles and self.launcher is not None:
                 try:
                     self.discard(list(self.handles.values()))
                 except WorkerError:
@@ -320,9 +349,7 @@ class HostPool(WorkerPool):
             if self.links is not None:
                 self.links.stop()
                 self.links = None
-            if self.router is not None:
-                self.router.close(linger=0)
-                self.router = None
+            self.close_router()
             if self.auth is not None:
                 self.auth.stop()
                 self.auth = None

@@ -21,7 +21,7 @@ from zmq.utils.monitor import recv_monitor_message
 from spike import config
 from spike.cluster import keys as keyfiles
 from spike.cluster.hostfile import as_hosts
-from spike.comm import wire
+from spike.comm import protocol, wire
 from spike.exceptions import HostError, ProtocolError
 
 logger = logging.getLogger(__name__)
@@ -134,10 +134,8 @@ class HostLinks(threading.Thread):
             message = future.result(timeout)
         except concurrent.futures.TimeoutError:
             raise HostError(f"host {link.name}: {self.silence(link, timeout)}", link.name) from None
-        if message.op == "error":
-            raise HostError(
-                f"host {link.name}: {message.fields.get('message')}", link.name
-            )
+        if message.op == protocol.ERROR:
+            raise HostError(f"host {link.name}: {message.fields['message']}", link.name)
         return message
 
     @staticmethod
@@ -221,13 +219,22 @@ class HostLinks(threading.Thread):
             logger.warning("malformed message from the daemon of %s dropped: %s", link.name, e)
             return
         link.last_reply = time.monotonic()
-        if message.op == "worker_exit":
-            wid = message.fields.get("id")
-            link.exits[str(wid)] = str(message.fields.get("status", "exited"))
+        req = message.fields.get("req")
+        future = link.pending.pop(req, None) if isinstance(req, int) else None
+        try:
+            protocol.check(message, protocol.DAEMON_REPLIES)
+        except ProtocolError as e:  # a daemon of another version, or a bug: say which
+            logger.warning("malformed reply from the daemon of %s dropped: %s", link.name, e)
+            if future is not None and not future.done():
+                future.set_exception(
+                    HostError(f"host {link.name}: malformed reply: {e}", link.name)
+                )
             return
-        if message.op == "status":
+        if message.op == protocol.WORKER_EXIT:
+            link.exits[message.fields["id"]] = message.fields["status"]
+            return
+        if message.op == protocol.STATUS:
             link.status = message.fields
-        future = link.pending.pop(message.fields.get("req"), None)
         if future is not None and not future.done():
             future.set_result(message)
 
@@ -246,7 +253,7 @@ class HostLinks(threading.Thread):
                 req = next(self.req)
                 try:
                     link.socket.send_multipart(
-                        wire.encode("heartbeat", {"req": req}), zmq.NOBLOCK
+                        wire.encode(protocol.HEARTBEAT, {"req": req}), zmq.NOBLOCK
                     )
                 except zmq.ZMQError:
                     pass  # the silence will tell
@@ -274,7 +281,7 @@ class Query:
         )
         self.links.start()
 
-    def ask(self, op="status", timeout=QUERY_TIMEOUT):
+    def ask(self, op=protocol.STATUS, timeout=QUERY_TIMEOUT):
         """``{host: reply fields}``, or ``{host: {"error": why}}`` for a silent one."""
         futures = {h: self.links.request(h, op) for h in self.hosts}
         deadline = time.monotonic() + timeout

@@ -36,8 +36,9 @@ import time
 from spike import config
 from spike.cluster import keys as keyfiles
 from spike.cluster.hostfile import as_hosts
-from spike.cluster.hostpool import HostPool
+from spike.cluster.hostpool import HostPool, check_on_unreachable
 from spike.cluster.links import Query
+from spike.comm import protocol
 from spike.exceptions import HostError
 
 logger = logging.getLogger(__name__)
@@ -273,7 +274,7 @@ def start_daemons(hosts, keys_dir=None):
 def stop_daemon(host, pid, keys_dir=None):
     """Stop a daemon started over SSH: a shutdown request, else ``kill`` over SSH."""
     with Query([host], keys_dir) as query:
-        reply = query.ask("shutdown", timeout=3.0)[str(host)]
+        reply = query.ask(protocol.SHUTDOWN, timeout=3.0)[str(host)]
     if "error" not in reply:
         return True
     try:
@@ -295,6 +296,7 @@ class SSHHostPool(HostPool):
     """
 
     def __init__(self, hosts, keys_dir=None, on_unreachable="error", **options):
+        check_on_unreachable(on_unreachable)
         hosts = as_hosts(hosts)
         self.started = {}
         with Query(hosts, keys_dir) as query:

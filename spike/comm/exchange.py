@@ -1,189 +1,85 @@
-"""Per-step exchange of crossing values between peers, over ZeroMQ.
+"""Per-step exchange of crossing values between peers: one channel per peer.
 
-Each peer binds one PULL socket for everything sent to it and connects one PUSH socket
-to each peer it sends to. After step ``t`` a peer sends each destination a single
-message ``[header, payload]``: the header is msgpack ``[session, source peer, t]``,
-the payload all crossing values for that destination packed by its `Route`. Messages
-from one source arrive in order; a receiver keeps early arrivals until it needs them.
-
-The session number changes with every Simulator and every reset, so a message left
-over from an earlier run (for instance the last step's values, which nobody consumed)
-is recognised and dropped instead of being mistaken for a new one.
+After step ``t`` a peer sends each peer it feeds the values that peer needs (packed
+by their `Route`), and before step ``t + 1`` it receives what each of its sources
+sent after ``t``. `Exchange` holds this peer's end of the channel to every such
+peer, each of the transport its address names (`spike.comm.channels`: a
+shared-memory ring for peers on one host, ZeroMQ otherwise), so sending and
+receiving cost one method call on top of the transport's own work.
 """
 
-import collections
-import logging
-
-import msgpack
-import numpy as np
-import zmq
-
-from spike.comm.shm import ShmChannel
-from spike.exceptions import ProtocolError
-
-logger = logging.getLogger(__name__)
-
-POLL_INTERVAL_MS = 100
-SEND_HWM = 100000
+from spike.comm.channels import RECV, SEND, Endpoint, open_channel
 
 
 class Exchange:
-    """The data channels of one peer for one session.
+    """The channels of one peer for one Simulator.
 
     Parameters
     ----------
     context : zmq.Context
     pull : zmq.Socket
-        This peer's bound PULL socket (owned by the caller; not closed here).
+        This peer's bound PULL socket (owned by the caller; not closed here), which
+        its ZeroMQ channels receive on.
     session : int
-        Session number; messages of other sessions are dropped.
-    peer : int
-        This peer's index.
-    addresses : dict
-        ``{peer: data address}`` of every peer this one sends to.
+        Session number; values of other sessions are dropped.
+    plan : PeerPlan
+        This peer's share: its index (``peer``) and its routes (``sends``,
+        ``recvs``: ``{peer: Route}``).
+    sends, recvs : dict
+        ``{peer: channel address}`` for every peer this one sends to and receives
+        from (keys may be strings, as they come over the wire).
     wait_hook : callable, optional
-        Called about every 100 ms while waiting for a message or for room to send;
-        it may raise to abandon the wait (a dead peer, an abort request).
-    channels : dict, optional
-        Shared-memory rings for peers on the same host (see `spike.comm.shm`):
-        ``{"send": {dst: (path, nbytes)}, "recv": {src: (path, nbytes)}}``. Values to
-        and from those peers go through the ring instead of ZeroMQ.
+        Called about every 100 ms while waiting for values or for room to send; it
+        may raise to abandon the wait (a dead peer, an abort request).
     curve : dict, optional
-        ``{"server", "public", "secret"}``: CURVE keys for the PUSH sockets, when the
+        ``{"server", "public", "secret"}``: CURVE keys for ZeroMQ channels, when the
         peers' data sockets are CURVE servers (workers on other hosts).
     """
 
     def __init__(
-        self, context, pull, session, peer, addresses, wait_hook=None, channels=None,
-        curve=None,
+        self, context, pull, session, plan, sends, recvs, wait_hook=None, curve=None,
     ):
-        self.pull = pull
         self.session = session
-        self.peer = peer
-        self.wait_hook = wait_hook
-        self.pending = collections.defaultdict(collections.deque)
-        channels = channels or {}
-        self.shm_send = {
-            int(dst): ShmChannel(path, nbytes)
-            for dst, (path, nbytes) in channels.get("send", {}).items()
-        }
-        self.shm_recv = {
-            int(src): ShmChannel(path, nbytes)
-            for src, (path, nbytes) in channels.get("recv", {}).items()
-        }
-        self.pushes = {}
-        self.buffers = {}
-        for dst, address in addresses.items():
-            if dst in self.shm_send:
-                continue
-            push = context.socket(zmq.PUSH)
-            push.setsockopt(zmq.LINGER, 0)
-            push.setsockopt(zmq.SNDHWM, SEND_HWM)
-            if curve is not None:
-                push.curve_serverkey = curve["server"]
-                push.curve_publickey = curve["public"]
-                push.curve_secretkey = curve["secret"]
-            push.connect(address)
-            self.pushes[dst] = push
+        self.peer = plan.peer
+        endpoint = Endpoint(plan.peer, session, wait_hook, context, pull, curve)
+        sends = {int(k): v for k, v in sends.items()}
+        recvs = {int(k): v for k, v in recvs.items()}
+        self.senders = {}
+        self.receivers = {}
+        try:
+            for dst, route in plan.sends.items():
+                self.senders[dst] = open_channel(sends[dst], SEND, dst, route.nbytes, endpoint)
+            for src, route in plan.recvs.items():
+                self.receivers[src] = open_channel(recvs[src], RECV, src, route.nbytes, endpoint)
+        except BaseException:
+            self.close()
+            raise
 
     def set_session(self, session):
-        """Start a new session: forget every message kept from the old one."""
+        """Start a new session: forget every value kept from the old one."""
         self.session = session
-        self.pending.clear()
-        for channel in self.shm_recv.values():
-            channel.reset()
+        for channel in self.channels():
+            channel.reset(session)
 
     def set_position(self, n_steps):
-        """After a restore at ``n_steps``: the next value expected is that step's."""
-        for channel in self.shm_recv.values():
-            channel.reset(n_steps - 1)
-
-    def _wait(self):
-        if self.wait_hook is not None:
-            self.wait_hook()
+        """After a restore at ``n_steps``: the next values expected are that step's."""
+        for channel in self.receivers.values():
+            channel.reset(self.session, n_steps - 1)
 
     def send(self, dst, step, route, signals):
-        """Send peer ``dst`` the values of ``route``'s signals after ``step``.
-
-        Over shared memory the values are packed straight into the ring's slot;
-        over ZeroMQ into a buffer kept per destination.
-        """
-        channel = self.shm_send.get(dst)
-        if channel is not None:
-            route.pack(signals, channel.claim(step, self.wait_hook))
-            channel.publish(self.session, step)
-            return
-        buffer = self.buffers.get(dst)
-        if buffer is None:
-            buffer = self.buffers[dst] = np.empty(route.nbytes, dtype=np.uint8)
-        payload = route.pack(signals, buffer)
-        header = msgpack.packb([self.session, self.peer, step])
-        push = self.pushes[dst]
-        while True:
-            try:
-                push.send_multipart([header, payload], flags=zmq.NOBLOCK, copy=True)
-                return
-            except zmq.Again:
-                if not push.poll(POLL_INTERVAL_MS, zmq.POLLOUT):
-                    self._wait()
-
-    def _accept(self, parts):
-        """File one received message under its source; drop stale or bad ones."""
-        try:
-            if len(parts) != 2:
-                raise ProtocolError(f"data message with {len(parts)} frames")
-            header = msgpack.unpackb(parts[0])
-            if (
-                not isinstance(header, list)
-                or len(header) != 3
-                or not all(isinstance(x, int) for x in header)
-            ):
-                raise ProtocolError("data header is not [session, peer, step]")
-        except Exception as e:  # msgpack raises several types on bad input
-            logger.warning("peer %d dropped a malformed data message: %s", self.peer, e)
-            return
-        session, src, step = header
-        if session != self.session:
-            return
-        self.pending[src].append((step, parts[1]))
+        """Send peer ``dst`` the values of ``route``'s signals after ``step``."""
+        self.senders[dst].send(step, route, signals)
 
     def recv(self, src, step, route, signals):
         """Wait for the values peer ``src`` sent after ``step``; unpack them into
         ``signals`` through ``route``."""
-        channel = self.shm_recv.get(src)
-        if channel is not None:
-            route.unpack(signals, channel.wait_for(self.session, step, self.wait_hook))
-            channel.release(step)
-            return
-        route.unpack(signals, self._recv_zmq(src, step))
+        self.receivers[src].recv(step, route, signals)
 
-    def _recv_zmq(self, src, step):
-        queue = self.pending[src]
-        pull = self.pull
-        while not queue:
-            if pull.poll(POLL_INTERVAL_MS):
-                while True:
-                    try:
-                        parts = pull.recv_multipart(flags=zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    self._accept(parts)
-            else:
-                self._wait()
-        got, payload = queue.popleft()
-        if got != step:
-            raise ProtocolError(
-                f"peer {self.peer} expected the values of step {step} from peer "
-                f"{src}, got step {got}"
-            )
-        return payload
+    def channels(self):
+        return list(self.senders.values()) + list(self.receivers.values())
 
     def close(self):
-        for push in self.pushes.values():
-            push.close(linger=0)
-        self.pushes.clear()
-        for channel in list(self.shm_send.values()) + list(self.shm_recv.values()):
+        for channel in self.channels():
             channel.close()
-        self.shm_send.clear()
-        self.shm_recv.clear()
-        self.pending.clear()
+        self.senders.clear()
+        self.receivers.clear()

@@ -1,8 +1,9 @@
-"""A shared-memory channel for per-step values between two peers on one host.
+"""A shared-memory ring for per-step values between two peers on one host.
 
-Over loopback TCP every ZeroMQ message wakes two I/O threads and two processes:
-about 120 µs per hop on a 2-core machine. Peers on the same host instead share a
-ring of slots in a file under ``/dev/shm`` (one ring per ordered pair of peers):
+Over loopback TCP every ZeroMQ message wakes two I/O threads and two processes, a
+cost paid at every step by every pair of peers. Peers on the same host instead share
+a ring of slots in a file under ``/dev/shm`` (one ring per ordered pair of peers;
+`spike.comm.channels` opens it for the address ``shm://PATH``):
 
 - slot ``step % slots`` holds ``[session, step]`` (two int64) and the route's bytes;
 - the sender packs the bytes into the slot first (`claim`) and the step last
@@ -12,16 +13,14 @@ ring of slots in a file under ``/dev/shm`` (one ring per ordered pair of peers):
   is ``slots`` steps ahead). A ring has `MAX_SLOTS` slots if they fit in
   `RING_BYTES`, fewer for bigger payloads, never fewer than `MIN_SLOTS`: the more
   steps a sender may run ahead, the less either peer waits when their speeds wander
-  apart for a while. (On a 2-core VM, stream's two workers waited 16-19 µs a step on
-  the ring with 64 slots, in two runs; with 1,024, 3-6 µs in one run, 15 and 0 µs in
-  another: the VM's noise is of the same size.)
+  apart for a while.
 
 x86-64 keeps stores in program order (and so does the single interpreter thread
 writing them), so a receiver that sees the step also sees the bytes. On other
 architectures Spike does not use this channel (see `available`).
 
 Waiting spins briefly, then yields the processor, then sleeps in short naps, calling
-``wait_hook`` every 100 ms so that a dead peer is still noticed.
+``wait_hook`` every `HOOK_SECONDS` so that a dead peer is still noticed.
 """
 
 import mmap
@@ -31,6 +30,8 @@ import shutil
 import time
 
 import numpy as np
+
+from spike import sysinfo
 
 MIN_SLOTS = 64
 MAX_SLOTS = 1024
@@ -65,7 +66,7 @@ def make_client_directory(pid):
         for name in os.listdir(ROOT):
             if name.startswith("spike-") and name[6:].isdigit():
                 other = int(name[6:])
-                if other != pid and not os.path.exists(f"/proc/{other}"):
+                if other != pid and not sysinfo.process_running(other):
                     shutil.rmtree(os.path.join(ROOT, name), ignore_errors=True)
         os.makedirs(path, mode=0o700, exist_ok=True)
     return path

@@ -8,18 +8,23 @@ and then serves requests until told to exit or until its parent disappears:
 request    what the worker does
 =========  ==========================================================================
 setup      loads its `PeerPlan` (a pickle sent by the client that started it) and
-           connects to the peers it sends to
+           opens its channels to the peers it exchanges values with
 reset      resets signals and makes step functions with the given random states
 run        runs N steps, sending ``progress`` now and then, then ``done``
 probes     sends the probe samples recorded since the last request, and forgets them
+signals    sends the current values of the signals it is the authority on
+set_state  overwrites signals and the step count (a restored Simulator)
 release    drops the model: the worker is free for the next Simulator
 exit       exits
 =========  ==========================================================================
 
-Any error becomes an ``error`` reply (type, message, traceback) and the worker keeps
-serving. Because only the client that spawned the worker (or, on another host, the
-daemon that authenticated that client) can reach its control socket, the plan is the
-only thing it ever unpickles.
+The requests and replies, and the fields of each, are those of
+`spike.comm.protocol` (``WORKER_REQUESTS``, ``WORKER_REPLIES``): a request that is
+not one of them, or lacks a field, is answered with an ``error``. Any error becomes
+an ``error`` reply (type, message, traceback) and the worker keeps serving. Because
+only the client that spawned the worker (or, on another host, the daemon that
+authenticated that client) can reach its control socket, the plan is the only thing
+it ever unpickles.
 """
 
 import argparse
@@ -33,15 +38,16 @@ import struct
 import sys
 import threading
 import time
-import traceback
 import warnings
 
 import msgpack
 import zmq
 
 from spike import config
-from spike.comm import wire
+from spike.comm import protocol, wire
+from spike.comm.channels import bind_random_port
 from spike.comm.exchange import Exchange
+from spike.exceptions import ProtocolError
 from spike.runtime import shares
 from spike.runtime.executor import Executor
 from spike.runtime.rng import decode_states
@@ -69,16 +75,6 @@ def warning_fields(warning):
     """Describe a caught warning for a ``warnings`` message."""
     category = warning.category
     return [category.__module__, category.__name__, str(warning.message)]
-
-
-def error_fields(exc):
-    """Describe an exception for an ``error`` reply."""
-    return {
-        "type": type(exc).__name__,
-        "module": type(exc).__module__,
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(exc)),
-    }
 
 
 class Worker:
@@ -115,15 +111,26 @@ class Worker:
         if job_keys is not None:
             self._secure(job_keys)
         self.control.connect(control_address)
-        host = f"[{bind_host}]" if ":" in bind_host else bind_host
-        port = self.pull.bind_to_random_port(f"tcp://{host}")
-        self.data_address = f"tcp://{host}:{port}"
+        self.data_address = bind_random_port(self.pull, bind_host)
         self.status = None
         if status_file is not None:
             self.status = os.open(status_file, os.O_WRONLY)
         self.executor = None
         self.exchange = None
         self.running = True
+        self.handlers = {
+            protocol.SETUP: self.on_setup,
+            protocol.RESET: self.on_reset,
+            protocol.RUN: self.on_run,
+            protocol.PROBES: self.on_probes,
+            protocol.SIGNALS: self.on_signals,
+            protocol.SET_STATE: self.on_set_state,
+            protocol.RELEASE: self.on_release,
+            protocol.PING: self.on_ping,
+            protocol.ABORT: self.on_abort,
+            protocol.EXIT: self.on_exit,
+        }
+        """``{request: handler}``, one for each op of `protocol.WORKER_REQUESTS`."""
 
     def _secure(self, job_keys):
         """CURVE on every socket, with the job's keys (see `spike.cluster.hostpool`).
@@ -171,15 +178,15 @@ class Worker:
             os._exit(3)
         if self.control.poll(0):
             message = wire.decode(self.control.recv_multipart())
-            if message.op in ("abort", "exit", "release"):
-                if message.op == "exit":
+            if message.op in (protocol.ABORT, protocol.EXIT, protocol.RELEASE):
+                if message.op == protocol.EXIT:
                     self.running = False
                 raise Aborted(message.op)
             logger.warning("worker %s: ignored %r during a run", self.worker_id, message.op)
 
     def serve(self):
         self.send(
-            "hello",
+            protocol.HELLO,
             {
                 "id": self.worker_id,
                 "pid": os.getpid(),
@@ -200,27 +207,31 @@ class Worker:
                 continue
             try:
                 message = wire.decode(self.control.recv_multipart())
-            except Exception as e:  # malformed: report and keep serving
+            except Exception as e:  # not even a message: report and keep serving
                 logger.warning("worker %s: bad control message: %s", self.worker_id, e)
                 continue
-            handler = getattr(self, "on_" + message.op, None)
-            if handler is None:
-                self.send("error", error_fields(ValueError(f"unknown request {message.op!r}")))
+            try:
+                protocol.check(message, protocol.WORKER_REQUESTS)
+            except ProtocolError as e:  # a request it cannot serve: say so
+                self.send(protocol.ERROR, protocol.error_fields(e))
                 continue
+            handler = self.handlers[message.op]
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 try:
                     handler(message)
                 except Aborted as stop:
-                    if str(stop) == "release":  # released in the middle of a run
+                    if str(stop) == protocol.RELEASE:  # released in the middle of a run
                         self.release()
-                        self.send("released")
+                        self.send(protocol.RELEASED)
                     else:
-                        self.send("aborted")
+                        self.send(protocol.ABORTED)
                 except Exception as e:  # report every failure to the client
-                    self.send("error", error_fields(e))
+                    self.send(protocol.ERROR, protocol.error_fields(e))
             if caught:
-                self.send("warnings", {"warnings": [warning_fields(w) for w in caught]})
+                self.send(
+                    protocol.WARNINGS, {"warnings": [warning_fields(w) for w in caught]}
+                )
         self.release()
         self.pull.close(linger=0)
         self.control.close()
@@ -251,23 +262,22 @@ class Worker:
         del blob
         self.executor = Executor(plan, share_key=key, prepared=prepared)
         plan = self.executor.plan
-        addresses = {int(k): v for k, v in message.fields["addresses"].items()}
         self.exchange = Exchange(
             self.context,
             self.pull,
             message.fields["session"],
-            plan.peer,
-            {dst: addresses[dst] for dst in plan.sends},
+            plan,
+            message.fields["sends"],
+            message.fields["recvs"],
             wait_hook=self.check_abort,
-            channels=message.fields.get("channels"),
             curve=self.data_curve,
         )
-        self.send("ready", {"peer": plan.peer})
+        self.send(protocol.READY, {"peer": plan.peer})
 
     def on_reset(self, message):
         self.exchange.set_session(message.fields["session"])
         self.executor.reset(decode_states(message))
-        self.send("reset_done")
+        self.send(protocol.RESET_DONE)
 
     def on_run(self, message):
         n_steps = message.fields["steps"]
@@ -278,7 +288,7 @@ class Worker:
             now = time.monotonic()
             if now - last[0] > PROGRESS_INTERVAL:
                 last[0] = now
-                self.send("progress", {"steps": done})
+                self.send(protocol.PROGRESS, {"steps": done})
                 if self.status is not None:  # read by the daemon (steps per second)
                     os.pwrite(self.status, struct.pack("<q", start + done), 0)
 
@@ -286,36 +296,38 @@ class Worker:
         if self.status is not None:
             os.pwrite(self.status, struct.pack("<q", self.executor.n_steps), 0)
         self.send(
-            "done",
+            protocol.DONE,
             {"n_steps": self.executor.n_steps, "timing": self.executor.timing.as_dict()},
         )
 
     def on_probes(self, message):
         data = self.executor.take_probe_data()
         keys = sorted(data)
-        self.send("probes", {"keys": keys}, [data[k] for k in keys])
+        self.send(protocol.PROBES, {"keys": keys}, [data[k] for k in keys])
 
     def on_signals(self, message):
         """Current values of the signals this worker is the authority on."""
         positions = self.executor.plan.owned
-        self.send("signals", {"positions": positions}, self.executor.get_bases(positions))
+        self.send(
+            protocol.SIGNALS, {"positions": positions}, self.executor.get_bases(positions)
+        )
 
     def on_set_state(self, message):
         """Overwrite signals and the step count (restoring a pickled Simulator)."""
         self.executor.set_state(
             message.fields["positions"], message.arrays, message.fields["n_steps"], self.exchange
         )
-        self.send("state_set")
+        self.send(protocol.STATE_SET)
 
     def on_release(self, message):
         self.release()
-        self.send("released")
+        self.send(protocol.RELEASED)
 
     def on_ping(self, message):
-        self.send("pong")
+        self.send(protocol.PONG)
 
     def on_abort(self, message):
-        self.send("aborted")
+        self.send(protocol.ABORTED)
 
     def on_exit(self, message):
         self.running = False
@@ -324,11 +336,11 @@ class Worker:
 PRELOAD_NICE = 5
 """Niceness added to the thread preloading the compiler: on a machine with as many
 cores as workers, the client building the model keeps a core of its own, while the
-workers' preloads share what is left (a second of CPU each)."""
+workers' preloads share what is left."""
 
 
 def preload_compiler(nice=0):
-    """Make the compiler ready now (about a second), if installed.
+    """Make the compiler ready now (importing PyTensor takes a while), if installed.
 
     With ``nice``, the calling thread first lowers its own priority (Linux gives
     each thread its own niceness; elsewhere this is skipped).
@@ -350,14 +362,12 @@ def preload_compiler(nice=0):
 
 def read_job_keys(stream):
     """The job's keys, written by the daemon to our standard input (msgpack map)."""
-    data = stream.read(4096)
-    keys = msgpack.unpackb(data, raw=False)
-    names = ("control_server", "public", "secret", "data_public", "data_secret")
-    if not isinstance(keys, dict) or not all(
-        isinstance(keys.get(k), str) and len(keys[k]) == 40 for k in names
-    ):
-        raise SystemExit("spike.runtime.worker: bad job keys on standard input")
-    return {k: keys[k].encode("ascii") for k in names}
+    try:
+        keys = msgpack.unpackb(stream.read(4096), raw=False)
+        protocol.check_fields("job keys", keys, protocol.JOB_KEYS)
+    except Exception as e:  # msgpack raises several types on bad input
+        raise SystemExit(f"spike.runtime.worker: bad job keys on standard input: {e}") from None
+    return {field.name: keys[field.name].encode("ascii") for field in protocol.JOB_KEYS}
 
 
 def main(argv=None):

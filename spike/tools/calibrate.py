@@ -27,19 +27,14 @@ def _best_time(function, repeats):
 
 
 def _cpu_jiffies():
-    """(busy, total) CPU time of the whole machine so far, from /proc/stat (None
-    where there is no /proc)."""
+    """(busy, total) CPU seconds of the whole machine so far
+    (`spike.sysinfo.cpu_busy_total`); None where they cannot be read."""
+    from spike import sysinfo
+
     try:
-        with open("/proc/stat") as f:
-            fields = f.readline().split()
-    except OSError:
+        return sysinfo.cpu_busy_total()
+    except OSError:  # no /proc to read
         return None
-    if not fields or fields[0] != "cpu":
-        return None
-    # user nice system idle iowait irq softirq steal (guest time is within user)
-    values = [int(v) for v in fields[1:9]]
-    idle = values[3] + values[4]
-    return sum(values) - idle, sum(values)
 
 
 def cpu_busy_elsewhere(seconds=0.3):
