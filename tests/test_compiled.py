@@ -666,6 +666,7 @@ def test_segment_checks_its_arrays_before_calling_numba_directly():
         [pytensor.In(x, mutable=True)], [pytensor.Out(x * 2.0, borrow=True)],
         mode=compile_mode(),
     )
-    assert compiler.Segment([0], function, [np.arange(3.0)], [("arena",)]).callable()
+    segment = compiler.Segment([0], function, [np.arange(3.0)], [("arena",)])
+    np.testing.assert_array_equal(segment.callable()(*segment.arrays)[0], [0.0, 2.0, 4.0])
     with pytest.raises(TypeError):
         compiler.Segment([0], function, [np.arange(5.0)], [("arena",)]).callable()

@@ -409,9 +409,10 @@ def test_model_across_loopback_daemons_equals_nengo(daemons, keys_dir, tmp_path)
         hosts = sorted(name.rsplit(" on ", 1)[1].rstrip(")") for name in sim.workers)
         assert hosts == sorted(d.host for d in started)
         pids = [h.pid for h in sim._session.handles.values()]
-        assert all(pid in children(d.pid) for d, pid in zip(started, pids)) or all(
-            any(pid in children(d.pid) for d in started) for pid in pids
-        )
+        # each daemon (one slot each) started exactly one of the workers
+        started_by = [set(children(d.pid)) & set(pids) for d in started]
+        assert [len(mine) for mine in started_by] == [1, 1, 1]
+        assert set.union(*started_by) == set(pids)
         sim.run_steps(150)
         sim.run_steps(150)  # in pieces, as nengo allows
     assert_same_probes(net, ref, sim)
@@ -522,7 +523,7 @@ def test_daemon_stops_the_job_of_a_killed_client(daemons, keys_dir, tmp_path):
         assert len(pids) == 2 and all(pid_alive(p) for p in pids)
         time.sleep(0.5)
         client.kill()
-        client.wait(timeout=30)
+        assert client.wait(timeout=30) == -signal.SIGKILL
         assert wait_gone(pids, timeout=10.0), "workers outlived their client"
     finally:
         if client.poll() is None:
