@@ -64,6 +64,7 @@ def test_costs_count_neurons_and_multiply_adds():
     assert sum(op_work(op)["operators"] for op in model.operators) == len(model.operators)
 
 
+@pytest.mark.slow
 def test_dry_run_allocation_is_followed_and_gives_reference_results(tmp_path):
     net = varied_net()
     result = dry_run(net, max_neurons=100, n_workers=2, measure_baseline=False)
@@ -130,6 +131,7 @@ def test_malformed_allocation_files_are_refused(tmp_path, content, message):
         allocation.load(str(path))
 
 
+@pytest.mark.slow
 def test_cli_dry_run_rebalance_stats(tmp_path):
     script = tmp_path / "model.py"
     script.write_text(

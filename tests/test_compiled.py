@@ -37,11 +37,13 @@ needs_libm_lif = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_models_match_reference_compiled(name):
     assert_equivalent(MODELS[name](seed=3), steps=200, workers=2, compile=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("neuron_type", NEURON_TYPES, ids=lambda n: type(n).__name__)
 def test_neuron_types_match_reference_compiled(neuron_type):
     net = neuron_type_chain(neuron_type, seed=5)
@@ -64,6 +66,7 @@ def python_ops(executor):
     ]
 
 
+@pytest.mark.slow
 @needs_libm_lif
 @pytest.mark.parametrize("optimize", [True, False])
 def test_everything_is_compiled(optimize):
@@ -93,6 +96,7 @@ def test_everything_is_compiled(optimize):
     assert_equivalent(net, steps=200, workers=1, compile=True, optimize=optimize)
 
 
+@pytest.mark.slow
 def test_processes_of_the_time_are_compiled_tables(monkeypatch):
     """WhiteSignal (one period drawn at each reset, from the operator's random
     state), PresentInput and Piecewise (its default, zero interpolation) are compiled
@@ -187,6 +191,7 @@ def noisy_network(seed=4, piecewise=True):
     return net
 
 
+@pytest.mark.slow
 @needs_libm_lif
 def test_noise_runs_ahead_compiled():
     """Processes that draw random numbers at every step, or are costly functions of
@@ -209,6 +214,7 @@ def test_noise_runs_ahead_compiled():
     assert_same_before_and_after_reset(net, [13, 32, 1, 255], seed=9, after=100)
 
 
+@pytest.mark.slow
 @needs_libm_lif
 def test_noise_run_ahead_pickles_as_nengo():
     """A pickled Simulator continues as nengo's does: the filtered noises' states
@@ -230,6 +236,7 @@ def test_noise_run_ahead_pickles_as_nengo():
         np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-10)
 
 
+@pytest.mark.slow
 def test_white_signal_of_a_long_period_runs_ahead(monkeypatch):
     """A WhiteSignal whose period is too long for a table is run ahead instead."""
     monkeypatch.setattr(processes, "MAX_TABLE_ROWS", 100)
@@ -244,6 +251,7 @@ def test_white_signal_of_a_long_period_runs_ahead(monkeypatch):
     assert_equivalent(net, steps=700, workers=1, compile=True)
 
 
+@pytest.mark.slow
 def test_lif_kernel_is_bit_exact():
     """Spiking is decided by the last bit: the LIF kernel must match numpy's step."""
     with nengo.Network(seed=4) as net:
@@ -259,6 +267,7 @@ def test_lif_kernel_is_bit_exact():
         np.testing.assert_array_equal(sim.data[probe], ref.data[probe], err_msg=str(probe))
 
 
+@pytest.mark.slow
 def test_lif_left_to_nengo_where_numpy_has_its_own_expm1(monkeypatch):
     """Where numpy's expm1/log1p are SIMD versions (SVML, on CPUs with AVX-512)
     rather than the C library's that the kernels call, LIF neurons run nengo's own
@@ -284,6 +293,7 @@ def test_libm_check_sees_a_last_bit(monkeypatch):
         libm.matches_numpy.cache_clear()
 
 
+@pytest.mark.slow
 def test_sparse_transform_compiled():
     scipy_sparse = pytest.importorskip("scipy.sparse")
     with nengo.Network(seed=6) as net:
@@ -302,6 +312,7 @@ def test_sparse_transform_compiled():
     assert_equivalent(net, steps=200, workers=2, compile=True)
 
 
+@pytest.mark.slow
 def test_float32_matrices_stay_close():
     """``dtype="float32"`` halves matrix traffic and stays close to float64."""
     with nengo.Network(seed=1) as net:
@@ -358,6 +369,7 @@ def test_cache_lives_where_spike_says(tmp_path, monkeypatch):
     assert not (tmp_path / "cache").exists()
 
 
+@pytest.mark.slow
 def test_pickled_compiled_simulator_continues():
     import pickle
 
@@ -393,6 +405,7 @@ print(len(ops), hashlib.sha256(repr(ops).encode()).hexdigest())
 """
 
 
+@pytest.mark.slow
 def test_merged_operators_are_the_same_in_every_process():
     """nengo's optimizer follows set order (memory addresses); Spike's use of it must
     not, or compiled steps would miss the cache on every run."""
@@ -416,6 +429,7 @@ with spike.Simulator(net, workers=1, compile=True, progress_bar=False) as sim:
 """
 
 
+@pytest.mark.slow
 def test_second_build_of_a_model_compiles_nothing_new(tmp_path):
     """Compile once per machine: a second process building the same (merged) model
     finds all of its compiled code in the cache and writes nothing new."""
@@ -461,6 +475,7 @@ def test_block_sparse_kernel_is_bit_exact(rows, cols, transposed):
     np.testing.assert_array_equal(function(given, x, indptr, indices), expected)
 
 
+@pytest.mark.slow
 @needs_libm_lif
 def test_hot_operators_update_the_arena_in_place():
     """Neurons, merged products and whole-signal copies are lowered to kernels that
@@ -619,6 +634,7 @@ def test_segment_calls_the_function_where_it_has_no_numba_code():
     np.testing.assert_array_equal(arena, [0.0, 2.0, 4.0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("weight", [0.5, np.inf, 1e300], ids=["finite", "inf", "inf_in_float32"])
 def test_products_skip_zero_inputs_only_where_exact(weight):
     """Decoders and neuron-to-neuron weights skip the columns of neurons that did

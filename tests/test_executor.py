@@ -10,9 +10,9 @@ The models have no Python callables, so the client's plan has nothing to run.
 import nengo
 import numpy as np
 import pytest
-from nengo.builder.signal import SignalDict
 from conftest import TOLERANCE
 from models import integrator_and_oscillator, networks, processes, recurrent_loop
+from nengo.builder.signal import SignalDict
 
 from spike.builder.pipeline import prepare
 from spike.client.assemble import probe_samples
@@ -167,7 +167,10 @@ def assert_same_probe_data(worker, ref, net, start=None):
                                        err_msg=str(probe))
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=pytest.mark.slow) if name == "networks" else name
+    for name in sorted(MODELS)
+])
 def test_executor_gives_the_reference_signals_and_probes(name):
     net = MODELS[name]()
     worker = OneWorker(net)

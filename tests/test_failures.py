@@ -27,6 +27,7 @@ def long_model():
     return net
 
 
+@pytest.mark.slow
 def test_killed_worker_is_named_within_seconds_and_nothing_is_left():
     sim = spike.Simulator(long_model(), workers=2, progress_bar=False)
     handles = list(sim._session.handles.values())
@@ -45,6 +46,7 @@ def test_killed_worker_is_named_within_seconds_and_nothing_is_left():
     sim.close()
 
 
+@pytest.mark.slow
 def test_error_in_node_function_is_raised_with_its_type():
     def bad(t):
         if t > 0.05:
@@ -60,6 +62,7 @@ def test_error_in_node_function_is_raised_with_its_type():
             sim.run(0.2)
 
 
+@pytest.mark.slow
 def test_error_in_worker_keeps_its_type_and_names_the_worker():
     def bad(t):
         if t > 0.05:
@@ -78,6 +81,7 @@ def test_error_in_worker_keeps_its_type_and_names_the_worker():
     assert any("Raised in Spike worker" in note for note in info.value.__notes__)
 
 
+@pytest.mark.slow
 def test_unpicklable_object_on_a_worker_is_named():
     lock = threading.Lock()
 
@@ -171,6 +175,7 @@ CLIENT_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["kill -9 during run", "exit without close"])
 def test_workers_exit_with_their_client(tmp_path, how):
     script = tmp_path / "client.py"

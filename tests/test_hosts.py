@@ -126,6 +126,7 @@ def test_missing_or_empty_hostfile(tmp_path):
 # -- keys -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_spike_keys_creates_private_files(tmp_path):
     directory = tmp_path / "k"
     result = subprocess.run(
@@ -187,6 +188,7 @@ def test_daemon_listens_only_where_told(daemons):
     assert listening_addresses(port) == ["0100007F"]  # 127.0.0.1, nothing else
 
 
+@pytest.mark.slow
 def test_daemon_refuses_all_interfaces_without_advertise(keys_dir, tmp_path):
     with pytest.raises(RuntimeError, match="did not start"):
         DaemonProcess(keys_dir, tmp_path / "d.log", listen="0.0.0.0")
@@ -235,6 +237,7 @@ def test_unauthorised_client_is_refused_and_daemon_keeps_serving(daemons, keys_d
     pool.shutdown()
 
 
+@pytest.mark.slow
 def test_client_refuses_a_daemon_with_another_key(daemons, keys_dir, tmp_path):
     daemon = daemons()
     impostor_key = zmq.curve_keypair()[0].decode()
@@ -304,6 +307,7 @@ def bad_requests(rng):
     return messages
 
 
+@pytest.mark.slow
 def test_fuzzed_daemon_rejects_everything_then_runs_a_job(daemons, keys_dir, tmp_path):
     daemon = daemons(slots=2)
     host, port = daemon.host.rsplit(":", 1)
@@ -395,6 +399,7 @@ def test_fuzzed_daemon_rejects_everything_then_runs_a_job(daemons, keys_dir, tmp
 # -- jobs across daemons ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_model_across_loopback_daemons_equals_nengo(daemons, keys_dir, tmp_path):
     started = [daemons(slots=1) for _ in range(3)]
     hostfile = tmp_path / "hosts.txt"
@@ -420,6 +425,7 @@ def test_model_across_loopback_daemons_equals_nengo(daemons, keys_dir, tmp_path)
     print(f"start-up on 3 loopback daemons: {startup:.2f} s")
 
 
+@pytest.mark.slow
 def test_killed_worker_is_named_with_its_host(daemons, keys_dir):
     first, second = daemons(), daemons()
     sim = spike.Simulator(
@@ -442,6 +448,7 @@ def test_killed_worker_is_named_with_its_host(daemons, keys_dir):
     sim.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
 def test_stopped_daemon_is_named_and_nothing_is_left(daemons, keys_dir, how):
     first, second = daemons(), daemons()
@@ -460,6 +467,7 @@ def test_stopped_daemon_is_named_and_nothing_is_left(daemons, keys_dir, how):
     sim.close()
 
 
+@pytest.mark.slow
 def test_unreachable_host_raises_or_is_skipped(daemons, keys_dir):
     daemon = daemons()
     dead = f"127.0.0.1:{free_port()}"
@@ -477,6 +485,7 @@ def test_unreachable_host_raises_or_is_skipped(daemons, keys_dir):
                         progress_bar=False)
 
 
+@pytest.mark.slow
 def test_busy_host_raises_or_is_skipped(daemons, keys_dir):
     small, other = daemons(slots=1), daemons(slots=1)
     with spike.Simulator(long_model(), hosts=[small.host], keys=keys_dir, progress_bar=False) as hog:
@@ -510,6 +519,7 @@ CLIENT_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_daemon_stops_the_job_of_a_killed_client(daemons, keys_dir, tmp_path):
     daemon = daemons(job_timeout=2.0)
     script = tmp_path / "client.py"
@@ -533,6 +543,7 @@ def test_daemon_stops_the_job_of_a_killed_client(daemons, keys_dir, tmp_path):
     assert daemon.alive()
 
 
+@pytest.mark.slow
 def test_spike_run_on_hosts(daemons, keys_dir, tmp_path):
     first, second = daemons(), daemons()
     hostfile = tmp_path / "hosts.txt"
@@ -571,6 +582,7 @@ def spike_cli(*args, timeout=120):
     )
 
 
+@pytest.mark.slow
 def test_cluster_start_status_stop(keys_dir, tmp_path):
     import json
 
@@ -618,6 +630,7 @@ def test_cluster_start_refuses_a_remote_host_without_ssh(keys_dir, tmp_path):
     assert result.returncode == 1 and "use --ssh" in result.stderr
 
 
+@pytest.mark.slow
 def test_monitor_shows_workers_stepping(daemons, keys_dir, tmp_path):
     import json
 
@@ -688,6 +701,7 @@ def test_run_progress_bar_shows_simulated_time_rate_and_eta(capsys):
     assert "10.000 s simulated" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_workers_on_one_host_share_memory_rings(daemons, keys_dir):
     first, second = daemons(slots=2), daemons(slots=2)
     with nengo.Network(seed=3) as net:

@@ -47,7 +47,7 @@ def chain():
 
 
 def test_a_synapse_separates_its_ends_and_a_connection_without_one_joins_them():
-    net, (stim, a, b, c, ab, bc, spikes, filtered) = chain()
+    net, (_, a, b, c, ab, bc, _, _) = chain()
     partition = prepare(net).partition
     assert actor_of(partition, b) == actor_of(partition, c) == actor_of(partition, bc)
     assert actor_of(partition, a) != actor_of(partition, b)
@@ -81,7 +81,7 @@ def test_a_synapse_filtering_a_constant_runs_with_its_reader():
 
 
 def test_probes_go_with_the_signal_they_read():
-    net, (stim, a, b, c, ab, bc, spikes, filtered) = chain()
+    net, (_, a, _, c, _, _, spikes, filtered) = chain()
     partition = prepare(net).partition
     # without a synapse a probe reads a's neurons within the step: it is with them
     assert partition.probe_actor[spikes] == actor_of(partition, a)
