@@ -34,6 +34,11 @@ export SPIKE_CACHE_DIR ?= $(CURDIR)/.cache/spike
 test-spike: $(STAMP) host-test-deps
 	$(BIN)/python -m pytest tests -q -n 2
 
+# the inner loop: Spike's tests not marked slow (under 2 minutes on 2 cores)
+.PHONY: test-fast
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests -q -n 2 -m "not slow"
+
 # tests/test_netns.py makes test hosts from network namespaces, each running Debian's
 # sshd. As root with apt-get, install openssh-server if it is missing (the package does
 # not start a system sshd where no init system runs); elsewhere, or if it cannot be

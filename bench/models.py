@@ -80,6 +80,22 @@ def two_big_ensembles(n_neurons=20000, dimensions=32, n_eval_points=4000, seed=0
     return net, probes
 
 
+def memory_pair(n_neurons=16000, dimensions=32, n_eval_points=500, seed=0):
+    """Two large ensembles fed by a fixed vector: the model of the share memory
+    check (`bench.run.share_memory_check`), whose workers' data are tens of MiB."""
+    with nengo.Network(label="memory pair", seed=seed) as net:
+        stim = nengo.Node(np.linspace(-0.5, 0.5, dimensions))
+        a = nengo.Ensemble(n_neurons, dimensions, n_eval_points=n_eval_points)
+        b = nengo.Ensemble(n_neurons, dimensions, n_eval_points=n_eval_points)
+        nengo.Connection(stim, a)
+        nengo.Connection(a, b)
+        probes = [nengo.Probe(b, synapse=0.01)]
+    return net, probes
+
+
+MEMORY_PAIR = {False: {}, True: {"n_neurons": 400, "dimensions": 4, "n_eval_points": 100}}
+"""`memory_pair`'s sizes: full, and tiny (``--tiny``)."""
+
 FULL = {
     "stream": lambda: stream(),
     "noisy_stream": lambda: noisy_stream(),

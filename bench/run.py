@@ -12,6 +12,7 @@ matrices each step reads gives each model's roofline (the fastest a step could b
 Usage::
 
     python -m bench.run [--tiny] [--time 0.5] [--models stream,chain] [--out DIR]
+    python -m bench.run --memory-only [--tiny]    # the share memory check alone
 """
 
 import argparse
@@ -336,11 +337,82 @@ def memory_check(results, baselines):
     return rows
 
 
+SHARE_RUNS = ("prepared in the worker", "loaded prepared")
+"""The two runs of `share_memory_check`: with an empty share cache, then with the
+shares the first run kept."""
+
+
+def share_memory_child(allocation_path, tiny):
+    """In a child process: run `models.memory_pair` (interpreted) on the allocation;
+    return each worker's peak resident memory in bytes (VmHWM)."""
+    import spike
+    from bench import models
+    from spike.client.pool import peak_rss_bytes
+
+    net, _ = models.memory_pair(**models.MEMORY_PAIR[tiny])
+    with spike.Simulator(
+        net, allocation=allocation_path, compile=False, progress_bar=False
+    ) as sim:
+        sim.run_steps(20)
+        handles = sim._session.handles  # {peer: handle}; worker w is peer w + 1
+        return [peak_rss_bytes(handles[peer].pid) for peer in sorted(handles) if peer]
+
+
+def share_memory_check(tiny, baseline):
+    """Each worker's measured peak memory against its estimate
+    (`spike.plan.cost.estimated_peak_rss`, with ``baseline``, a fresh interpreted
+    worker's peak), for one model on two workers placed by its dry run: first when
+    each worker prepares (merges) its share, the share cache empty, then when it loads
+    the share the first run kept. How close they come depends on the machine (its
+    allocator, its libraries), so it is reported here rather than asserted by the
+    tests; ``within_tolerance`` is the ±`MEMORY_TOLERANCE` target."""
+    from bench import models
+    from spike.plan import allocation
+    from spike.plan.cost import estimated_peak_rss
+    from spike.tools.dryrun import dry_run
+
+    net, _ = models.memory_pair(**models.MEMORY_PAIR[tiny])
+    result = dry_run(net, n_workers=2, measure_baseline=False)
+    workers = allocation.stats(result.allocation)["workers"]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="spike-bench-memory-") as tmp:
+        path = os.path.join(tmp, "allocation.json")
+        allocation.save(result.allocation, path)
+        cache = os.path.join(tmp, "cache")  # the share cache, empty for the first run
+        for share in SHARE_RUNS:
+            measured = child(
+                ["--share-memory-child", path] + (["--tiny"] if tiny else []), cache_dir=cache
+            )
+            if share == SHARE_RUNS[0] and not os.listdir(os.path.join(cache, "shares")):
+                raise RuntimeError("the first run kept no share: the second cannot load one")
+            for w, (worker, peak) in enumerate(zip(workers, measured)):
+                estimate = estimated_peak_rss(worker["memory_bytes"], worker["operators"], baseline)
+                rows.append({
+                    "share": share, "worker": w,
+                    "data_mb": worker["memory_bytes"] / 2**20, "operators": worker["operators"],
+                    "estimated_mb": estimate / 2**20, "measured_mb": peak / 2**20,
+                    "ratio": peak / estimate,
+                    "within_tolerance": abs(peak / estimate - 1) <= MEMORY_TOLERANCE,
+                })
+    return rows
+
+
+def share_memory_lines(rows):
+    """One line per worker and run of `share_memory_check`, flagged outside the target."""
+    return [
+        f"worker {r['worker']}, share {r['share']}: measured {r['measured_mb']:.0f} MiB, "
+        f"estimated {r['estimated_mb']:.0f} MiB, measured / estimated {r['ratio']:.2f}"
+        + ("" if r["within_tolerance"] else f" ✗ outside ±{MEMORY_TOLERANCE:.0%}")
+        for r in rows
+    ]
+
+
 def fmt(x, unit="×"):
     return "—" if x is None else f"{x:.2f}{unit}"
 
 
-def markdown(summary, results, exchange, bandwidth, info, memory=(), baselines=None):
+def markdown(summary, results, exchange, bandwidth, info, memory=(), baselines=None,
+             share_memory=()):
     from bench import models
     from spike.plan.cost import PEAK_BYTES_PER_OPERATOR, PEAK_DATA_FACTOR
 
@@ -484,6 +556,21 @@ def markdown(summary, results, exchange, bandwidth, info, memory=(), baselines=N
                 f"| {m['operators']} | {m['estimated_mb']:.0f} | {m['measured_mb']:.0f} "
                 f"| {m['ratio']:.2f}{mark} |"
             )
+    if share_memory:
+        inside = sum(r["within_tolerance"] for r in share_memory)
+        lines += [
+            "",
+            "## Memory: a share prepared in the worker, and loaded prepared",
+            "",
+            (
+                "Two large ensembles (`bench.models.memory_pair`) on two interpreted "
+                "workers, placed by a dry run: each worker's peak resident memory (VmHWM) "
+                "when it prepares its share (the share cache empty), then when it loads "
+                "the share kept by the first run, against the same estimate as above. "
+                f"**{inside} of {len(share_memory)} within ±{MEMORY_TOLERANCE:.0%}.**"
+            ),
+            "",
+        ] + [f"- {line}" for line in share_memory_lines(share_memory)]
     lines += [
         "",
         "## Exchange alone",
@@ -511,7 +598,24 @@ def main(argv=None):
     parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--exchange", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--share-memory-child", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--memory-only", action="store_true",
+        help="only the memory check of a share prepared in the worker and loaded "
+        "prepared: a line per worker, its measured peak against its estimate",
+    )
     args = parser.parse_args(argv)
+
+    if args.share_memory_child:
+        print(json.dumps(share_memory_child(args.share_memory_child, args.tiny)))
+        return 0
+    if args.memory_only:
+        from spike.tools.dryrun import worker_baselines
+
+        baseline = worker_baselines(compiled=False)["interpreted"]
+        for line in share_memory_lines(share_memory_check(args.tiny, baseline)):
+            print(line)
+        return 0
 
     if args.one:
         config = json.loads(args.config)
@@ -544,6 +648,11 @@ def main(argv=None):
     print("bench: measuring fresh workers' memory...", file=sys.stderr, flush=True)
     baselines = worker_baselines()
     memory = memory_check(results, baselines)
+    print("bench: a share prepared in the worker, and loaded prepared...", file=sys.stderr,
+          flush=True)
+    share_memory = share_memory_check(args.tiny, baselines["interpreted"])
+    for line in share_memory_lines(share_memory):
+        print(f"bench: {line}", file=sys.stderr, flush=True)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(
@@ -555,11 +664,13 @@ def main(argv=None):
                 "exchange": exchange,
                 "worker_baselines_bytes": baselines,
                 "memory_check": memory,
+                "share_memory_check": share_memory,
             },
             f,
             indent=2,
         )
-    text = markdown(summary, results, exchange, bandwidth, info, memory, baselines)
+    text = markdown(summary, results, exchange, bandwidth, info, memory, baselines,
+                    share_memory)
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(text)
     print(text)

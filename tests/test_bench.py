@@ -5,6 +5,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # the whole bench, tiny, in child processes
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -46,8 +50,19 @@ def test_bench_runs_tiny_and_writes_json_and_markdown(tmp_path):
     for m in memory:
         assert m["estimated_mb"] > 0 and m["measured_mb"] > 0
         assert m["within_tolerance"] == (abs(m["measured_mb"] / m["estimated_mb"] - 1) <= 0.15)
+    # and one model's workers when they prepare their share, then load it prepared
+    share = data["share_memory_check"]
+    assert [(r["share"], r["worker"]) for r in share] == [
+        (run, w) for run in ("prepared in the worker", "loaded prepared") for w in (0, 1)
+    ]
+    for r in share:
+        assert r["estimated_mb"] > r["data_mb"] > 0 and r["measured_mb"] > 0
+        assert r["ratio"] == r["measured_mb"] / r["estimated_mb"]
+        assert r["within_tolerance"] == (abs(r["ratio"] - 1) <= 0.15)
     text = (tmp_path / "results.md").read_text()
     assert text.index("## Best configuration") < text.index("## Absolute figures")
     assert "## Memory: estimated and measured peak per worker" in text
+    assert "## Memory: a share prepared in the worker, and loaded prepared" in text
+    assert text.count("measured / estimated") >= 1 + len(share)  # the table, a line each
     assert "## Where a step's time goes, per worker" in text
     assert "cores" in text and "GB/s" in text

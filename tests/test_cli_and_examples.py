@@ -30,12 +30,20 @@ def test_there_are_the_promised_examples():
     assert "stream.py" in EXAMPLES  # the larger model
 
 
-@pytest.mark.parametrize("example", EXAMPLES)
+QUICK_EXAMPLES = {"matrix_multiplication.py", "integrator.py"}
+"""Examples small enough for the fast tier (``-m "not slow"``); the others are slow."""
+
+
+@pytest.mark.parametrize("example", [
+    example if example in QUICK_EXAMPLES else pytest.param(example, marks=pytest.mark.slow)
+    for example in EXAMPLES
+])
 def test_example_matches_reference(example):
     namespace = runpy.run_path(os.path.join(ROOT, "examples", example), run_name="__spike__")
     assert_equivalent(namespace["model"], steps=100, workers=2)
 
 
+@pytest.mark.slow
 def test_circular_convolution_example_binds_on_both_workers():
     namespace = runpy.run_path(
         os.path.join(ROOT, "examples", "circular_convolution.py"), run_name="__spike__"
@@ -51,6 +59,7 @@ def test_circular_convolution_example_binds_on_both_workers():
     assert similarity > 0.9
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("example", ["matrix_multiplication.py", "integrator.py"])
 def test_spike_run_writes_probes_summary_and_plot(example, tmp_path):
     out = tmp_path / "probes.npz"
@@ -72,6 +81,7 @@ def test_spike_run_writes_probes_summary_and_plot(example, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_spike_run_reports_a_script_without_model(tmp_path):
     script = tmp_path / "nomodel.py"
     script.write_text("x = 1\n")

@@ -31,11 +31,13 @@ pytestmark = pytest.mark.skipif(
     not compiler.available(), reason="PyTensor/Numba not installed"
 )
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_models_match_reference_compiled(name):
     assert_equivalent(MODELS[name](seed=3), steps=200, workers=2, compile=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("neuron_type", NEURON_TYPES, ids=lambda n: type(n).__name__)
 def test_neuron_types_match_reference_compiled(neuron_type):
     net = neuron_type_chain(neuron_type, seed=5)
@@ -58,6 +60,7 @@ def python_ops(executor):
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimize", [True, False])
 def test_everything_is_compiled(optimize):
     """Synapses of every kind, neurons, products, copies, learning, a white signal,
@@ -86,6 +89,7 @@ def test_everything_is_compiled(optimize):
     assert_equivalent(net, steps=200, workers=1, compile=True, optimize=optimize)
 
 
+@pytest.mark.slow
 def test_processes_of_the_time_are_compiled_tables(monkeypatch):
     """WhiteSignal (one period drawn at each reset, from the operator's random
     state), PresentInput and Piecewise (its default, zero interpolation) are compiled
@@ -180,6 +184,7 @@ def noisy_network(seed=4, piecewise=True):
     return net
 
 
+@pytest.mark.slow
 def test_noise_runs_ahead_compiled():
     """Processes that draw random numbers at every step, or are costly functions of
     the time, are compiled as tables filled ahead by nengo's own steps: the same
@@ -201,6 +206,7 @@ def test_noise_runs_ahead_compiled():
     assert_same_before_and_after_reset(net, [13, 32, 1, 255], seed=9, after=100)
 
 
+@pytest.mark.slow
 def test_noise_run_ahead_pickles_as_nengo():
     """A pickled Simulator continues as nengo's does: the filtered noises' states
     from the pickle (not from further ahead), the random numbers from a fresh
@@ -221,6 +227,7 @@ def test_noise_run_ahead_pickles_as_nengo():
         np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-10)
 
 
+@pytest.mark.slow
 def test_white_signal_of_a_long_period_runs_ahead(monkeypatch):
     """A WhiteSignal whose period is too long for a table is run ahead instead."""
     monkeypatch.setattr(processes, "MAX_TABLE_ROWS", 100)
@@ -235,6 +242,7 @@ def test_white_signal_of_a_long_period_runs_ahead(monkeypatch):
     assert_equivalent(net, steps=700, workers=1, compile=True)
 
 
+@pytest.mark.slow
 def test_lif_kernel_is_bit_exact():
     """Spiking is decided by the last bit: the LIF kernel must match numpy's step."""
     with nengo.Network(seed=4) as net:
@@ -272,6 +280,7 @@ def test_compiled_code_calls_numpys_own_loops(name):
         np.testing.assert_array_equal(out, reference[:n])
 
 
+@pytest.mark.slow
 def test_lif_kernel_gives_nengos_bits_for_many_spikes():
     """A large LIF population driven hard (many spikes, many neurons part-way out
     of their refractory period every step): voltages, refractory times and spikes
@@ -292,6 +301,7 @@ def test_lif_kernel_gives_nengos_bits_for_many_spikes():
     assert ref.data[probes[0]].any()
 
 
+@pytest.mark.slow
 def test_lif_left_to_nengo_where_numpys_loops_cannot_be_called(monkeypatch):
     """If numpy's loops cannot be found or do not give numpy's results, LIF neurons
     run nengo's own step (the same bits, at Python's speed)."""
@@ -309,6 +319,7 @@ def test_lif_left_to_nengo_where_numpys_loops_cannot_be_called(monkeypatch):
     assert "SimNeurons" in python_ops(compiled_executor(net))
 
 
+@pytest.mark.slow
 def test_sparse_transform_compiled():
     scipy_sparse = pytest.importorskip("scipy.sparse")
     with nengo.Network(seed=6) as net:
@@ -327,6 +338,7 @@ def test_sparse_transform_compiled():
     assert_equivalent(net, steps=200, workers=2, compile=True)
 
 
+@pytest.mark.slow
 def test_float32_matrices_stay_close():
     """``dtype="float32"`` halves matrix traffic and stays close to float64."""
     with nengo.Network(seed=1) as net:
@@ -383,6 +395,7 @@ def test_cache_lives_where_spike_says(tmp_path, monkeypatch):
     assert not (tmp_path / "cache").exists()
 
 
+@pytest.mark.slow
 def test_pickled_compiled_simulator_continues():
     import pickle
 
@@ -418,6 +431,7 @@ print(len(ops), hashlib.sha256(repr(ops).encode()).hexdigest())
 """
 
 
+@pytest.mark.slow
 def test_merged_operators_are_the_same_in_every_process():
     """nengo's optimizer follows set order (memory addresses); Spike's use of it must
     not, or compiled steps would miss the cache on every run."""
@@ -441,6 +455,7 @@ with spike.Simulator(net, workers=1, compile=True, progress_bar=False) as sim:
 """
 
 
+@pytest.mark.slow
 def test_second_build_of_a_model_compiles_nothing_new(tmp_path):
     """Compile once per machine: a second process building the same (merged) model
     finds all of its compiled code in the cache and writes nothing new."""
@@ -486,6 +501,7 @@ def test_block_sparse_kernel_is_bit_exact(rows, cols, transposed):
     np.testing.assert_array_equal(function(given, x, indptr, indices), expected)
 
 
+@pytest.mark.slow
 def test_hot_operators_update_the_arena_in_place():
     """Neurons, merged products and whole-signal copies are lowered to kernels that
     read and write the arena itself, and PyTensor lets them do it in place: no copy
@@ -642,6 +658,7 @@ def test_segment_calls_the_function_where_it_has_no_numba_code():
     np.testing.assert_array_equal(arena, [0.0, 2.0, 4.0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("weight", [0.5, np.inf, 1e300], ids=["finite", "inf", "inf_in_float32"])
 def test_products_skip_zero_inputs_only_where_exact(weight):
     """Decoders and neuron-to-neuron weights skip the columns of neurons that did
@@ -689,6 +706,7 @@ def test_segment_checks_its_arrays_before_calling_numba_directly():
         [pytensor.In(x, mutable=True)], [pytensor.Out(x * 2.0, borrow=True)],
         mode=compile_mode(),
     )
-    assert compiler.Segment([0], function, [np.arange(3.0)], [("arena",)]).callable()
+    segment = compiler.Segment([0], function, [np.arange(3.0)], [("arena",)])
+    np.testing.assert_array_equal(segment.callable()(*segment.arrays)[0], [0.0, 2.0, 4.0])
     with pytest.raises(TypeError):
         compiler.Segment([0], function, [np.arange(5.0)], [("arena",)]).callable()

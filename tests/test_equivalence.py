@@ -13,9 +13,20 @@ from models import MODELS, NEURON_TYPES, neuron_type_chain, recurrent_loop
 
 import spike
 
+SLOW_MODELS = {"networks", "integrator_and_oscillator", "neuron_to_neuron"}
+"""The models that take seconds to build twice and run: in the slow tier only."""
+
+
+def model_names(names):
+    """``names`` as parameters, those in `SLOW_MODELS` marked slow."""
+    return [
+        pytest.param(name, marks=pytest.mark.slow) if name in SLOW_MODELS else name
+        for name in names
+    ]
+
 
 @pytest.mark.parametrize("workers", [1, 2, 3, 4])
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", model_names(sorted(MODELS)))
 def test_models_match_reference(name, workers):
     net = MODELS[name](seed=11)
     sim = assert_equivalent(net, steps=250, workers=workers)
@@ -24,7 +35,10 @@ def test_models_match_reference(name, workers):
         assert len(set(sim.placement.values()) - {0}) > 1
 
 
-@pytest.mark.parametrize("neuron_type", NEURON_TYPES, ids=lambda n: type(n).__name__)
+@pytest.mark.parametrize("neuron_type", [
+    pytest.param(n, marks=pytest.mark.slow) if isinstance(n, nengo.Izhikevich) else n
+    for n in NEURON_TYPES
+], ids=lambda n: type(n).__name__)
 def test_neuron_types_match_reference(neuron_type):
     net = neuron_type_chain(neuron_type, seed=5)
     # a, b and the function Node on different peers
@@ -66,7 +80,7 @@ def random_assignments(net, n_workers, rng):
     return assignments
 
 
-@pytest.mark.parametrize("trial", range(4))
+@pytest.mark.parametrize("trial", [pytest.param(0, marks=pytest.mark.slow), 1, 2, 3])
 def test_random_assignments_match_reference(trial):
     rng = np.random.RandomState(trial)
     name = sorted(MODELS)[trial * 2 % len(MODELS)]
@@ -143,7 +157,9 @@ def test_dt_matches_reference():
 
 
 @pytest.mark.parametrize("exchange", ["zmq", "shm"])
-@pytest.mark.parametrize("name", ["recurrent_loop", "networks", "nodes_with_callables"])
+@pytest.mark.parametrize(
+    "name", model_names(["recurrent_loop", "networks", "nodes_with_callables"])
+)
 def test_both_exchange_paths_match_reference(name, exchange, monkeypatch):
     """Same-host peers use shared-memory rings by default; SPIKE_EXCHANGE=zmq forces
     ZeroMQ (the path peers on other hosts take)."""
@@ -161,13 +177,16 @@ def test_both_exchange_paths_match_reference(name, exchange, monkeypatch):
     assert not any(os.path.exists(p) for p in shm_paths)
 
 
-@pytest.mark.parametrize("name", ["networks", "unsupervised_learning", "processes"])
+@pytest.mark.parametrize(
+    "name", model_names(["networks", "unsupervised_learning", "processes"])
+)
 def test_unmerged_workers_match_reference(name):
     """optimize=False: workers run nengo's operators one by one (no op merging)."""
     net = MODELS[name](seed=9)
     assert_equivalent(net, steps=150, workers=2, optimize=False)
 
 
+@pytest.mark.slow
 def test_workers_merge_their_operators():
     from spike.runtime.executor import Executor
     from spike.runtime.merge import merge_plan

@@ -21,7 +21,10 @@ import spike
 from spike.exceptions import HostError
 
 REASON = netns.unavailable()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=f"no namespace hosts: {REASON}")
+pytestmark = [
+    pytest.mark.skipif(REASON is not None, reason=f"no namespace hosts: {REASON}"),
+    pytest.mark.slow,  # hosts with sshd, daemons started over SSH
+]
 
 PORT = 9470
 

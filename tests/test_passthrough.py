@@ -43,7 +43,7 @@ def neuron_count_per_worker(sim):
     return counts
 
 
-@pytest.mark.parametrize("compile", [False, True])
+@pytest.mark.parametrize("compile", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_circular_convolution_is_spread_over_workers_and_matches_reference(compile):
     if compile and not compiler.available():
         pytest.skip("PyTensor/Numba not installed")

@@ -92,7 +92,10 @@ def run(executor, states, steps=100):
         False,
         pytest.param(
             True,
-            marks=pytest.mark.skipif(not compiler.available(), reason="no PyTensor"),
+            marks=[
+                pytest.mark.skipif(not compiler.available(), reason="no PyTensor"),
+                pytest.mark.slow,  # compiles
+            ],
         ),
     ],
 )
