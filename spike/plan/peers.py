@@ -14,7 +14,7 @@ from nengo.builder.operator import TimeUpdate
 from spike.builder.order import stable_toposort, step_order
 from spike.builder.signals import memory_positions
 
-_FLOAT64 = np.dtype(np.float64)  # compared by identity: `==` costs 0.1 µs a step
+_FLOAT64 = np.dtype(np.float64)  # compared by identity, cheaper than `==` every step
 
 
 class Route:

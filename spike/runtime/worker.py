@@ -324,11 +324,11 @@ class Worker:
 PRELOAD_NICE = 5
 """Niceness added to the thread preloading the compiler: on a machine with as many
 cores as workers, the client building the model keeps a core of its own, while the
-workers' preloads share what is left (a second of CPU each)."""
+workers' preloads share what is left."""
 
 
 def preload_compiler(nice=0):
-    """Make the compiler ready now (about a second), if installed.
+    """Make the compiler ready now (importing and configuring it), if installed.
 
     With ``nice``, the calling thread first lowers its own priority (Linux gives
     each thread its own niceness; elsewhere this is skipped).

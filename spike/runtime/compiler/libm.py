@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 def matches_numpy():
     """True if numpy's float64 ``expm1`` and ``log1p`` are, bit for bit, the C
     library's, on a fixed sample of the arguments LIF neurons pass (checked once per
-    process, in about 2 ms). Where they are not, LIF neurons are not compiled."""
+    process). Where they are not, LIF neurons are not compiled."""
     rng = np.random.RandomState(0)
     x = -rng.uniform(0.0, 1.0, 2048)  # expm1(-delta_t / tau_rc)
     y = rng.uniform(-1.0, 1.0, 2048)  # log1p(-(v - 1) / (J - 1))
