@@ -233,16 +233,25 @@ def child(args, cache_dir=None):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+SIMD_LEVELS = [("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"), ("sse4_2", "SSE4.2")]
+"""CPU flags of /proc/cpuinfo, best first, and the SIMD level each names."""
+
+
 def machine():
     cpu = platform.processor()
+    flags = set()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.startswith("model name") and cpu == platform.processor():
                     cpu = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
                     break
     except OSError:
         pass
+    simd = next((name for flag, name in SIMD_LEVELS if flag in flags), None)
+    from spike.runtime.compiler.libm import matches_numpy
     try:
         with open("/proc/meminfo") as f:
             mem_gib = int(f.readline().split()[1]) / 2**20
@@ -258,6 +267,11 @@ def machine():
         "numpy": np.__version__,
         "nengo": nengo.__version__,
         "date": datetime.date.today().isoformat(),
+        # the best SIMD extension the CPU reports, and whether numpy's expm1/log1p are
+        # SIMD versions of their own rather than the C library's (then compiled LIF
+        # neurons are left to nengo's code: spike.runtime.compiler.libm)
+        "simd": simd,
+        "numpy_simd_math": not matches_numpy(),
     }
 
 
@@ -356,7 +370,11 @@ def markdown(summary, results, exchange, bandwidth, info, memory=(), baselines=N
         "",
         f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB; "
         f"Python {info['python']}, numpy {info['numpy']}, nengo {info['nengo']}. "
-        f"Streaming read bandwidth measured: {bandwidth / 1e9:.1f} GB/s.",
+        f"Streaming read bandwidth measured: {bandwidth / 1e9:.1f} GB/s. "
+        f"SIMD: {info.get('simd') or 'none of AVX-512, AVX2, AVX, SSE4.2'}; numpy's "
+        "expm1/log1p: "
+        + ("its own SIMD versions (compiled LIF neurons run nengo's code)"
+           if info.get("numpy_simd_math") else "the C library's") + ".",
         "",
         "## Best configuration",
         "",
