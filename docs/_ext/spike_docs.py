@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 from pathlib import Path
+from typing import ClassVar
 
 from docutils import nodes
 from docutils.parsers.rst import Directive, directives
@@ -32,6 +33,11 @@ def escape(text):
     for char in "\\*`_|[]<>":
         text = text.replace(char, "\\" + char)
     return text
+
+
+def heading(text, char):
+    """reStructuredText lines of a section title underlined with ``char``."""
+    return [text, char * len(text), ""]
 
 
 def list_table(header, rows, widths=None, title=None):
@@ -137,7 +143,7 @@ class CliHelp(GeneratedDirective):
     """The help of a command and, one section each, of its subcommands."""
 
     required_arguments = 1
-    option_spec = {"level": directives.unchanged}
+    option_spec: ClassVar[dict] = {"level": directives.unchanged}
 
     def depends_on(self):
         if self.arguments[0] == "spike":
@@ -190,7 +196,7 @@ def ratio(x):
 def descriptions():
     try:
         from bench.models import DESCRIPTIONS
-    except Exception:  # the table then names models by their keys
+    except ImportError:  # the tables then name models by their keys
         return {}
     return DESCRIPTIONS
 
@@ -228,7 +234,11 @@ def machine_lines(data):
     if numpy_simd is None:
         shown = "not recorded"
     elif numpy_simd is True or numpy_simd is False:
-        shown = "yes" if numpy_simd else "no (the C library's ``expm1`` and ``log1p``)"
+        shown = (
+            "yes: its own SIMD ``expm1`` and ``log1p``, so compiled workers left LIF "
+            "neurons to nengo's code" if numpy_simd
+            else "no: the C library's ``expm1`` and ``log1p``"
+        )
     else:
         shown = escape(numpy_simd)
     lines.append(f":numpy's math in SIMD: {shown}")
@@ -246,14 +256,14 @@ def run_lines(path, data, underline):
     machine = data["machine"]
     title = f"{machine.get('date', 'undated')}: {machine.get('cpu', 'unknown CPU')}"
     title += f", {machine.get('cores', '?')} cores"
-    lines = [escape(title), underline[0] * len(escape(title)), ""]
+    lines = heading(escape(title), underline[0])
     lines += [f"From ``bench/results/{path.name}``.", ""]
     lines += machine_lines(data)
 
     summary = data.get("summary", [])
     sub = underline[1]
     if summary:
-        lines += ["Best configuration", sub * 18, ""]
+        lines += heading("Best configuration", sub)
         rows = []
         for row in summary:
             best = row.get("best", {})
@@ -271,7 +281,7 @@ def run_lines(path, data, underline):
             ["model", "best configuration", "run speed-up (target)", "build ratio warm",
              "build ratio cold", "vs roofline", "nengo vs roofline"], rows)
         columns = [c for c in RUN_COLUMNS if any(c in r.get("spike", {}) for r in summary)]
-        lines += ["Run speed-up of every configuration", sub * 35, ""]
+        lines += heading("Run speed-up of every configuration", sub)
         lines += list_table(
             ["model"] + [escape(c) for c in columns],
             [[escape(r["model"])]
@@ -280,7 +290,7 @@ def run_lines(path, data, underline):
 
     results = data.get("results", [])
     if results:
-        lines += ["Absolute figures", sub * 16, ""]
+        lines += heading("Absolute figures", sub)
         rows = []
         for r in results:
             workers = r.get("rss_workers_mb")
@@ -296,12 +306,12 @@ def run_lines(path, data, underline):
 
         timed = [r for r in results if r.get("worker_us_per_step") and not r.get("cold_cache")]
         if timed:
-            lines += ["Where a step's time goes, per worker", sub * 36, ""]
-            lines += [
+            lines += heading("Where a step's time goes, per worker", sub)
+            lines += [(
                 "Each worker's own account, in µs per step: computing its operators, "
                 "waiting for the values of other workers, and sending its own (with "
-                "recording probes); the step as the client measured it.", "",
-            ]
+                "recording probes); the step as the client measured it."
+            ), ""]
             rows = []
             for r in timed:
                 timings = r["worker_us_per_step"].values()
@@ -320,12 +330,12 @@ def run_lines(path, data, underline):
                   and (r.get("workers") or 0) >= 2 and not r.get("cold_cache")
                   and "compute_imbalance" in r]
         if placed:
-            lines += ["Placement: estimated load per worker", sub * 36, ""]
-            lines += [
+            lines += heading("Placement: estimated load per worker", sub)
+            lines += [(
                 "Estimated by `spike.plan.cost` for the placement used; imbalance is "
                 "max/mean over workers; bytes crossing are the values exchanged between "
-                "peers per step.", "",
-            ]
+                "peers per step."
+            ), ""]
             rows = [[
                 escape(r["model"]), escape(r["config"]), r.get("actors", ""),
                 f"{r['compute_imbalance']:.3f}", f"{r['memory_imbalance']:.3f}",
@@ -340,15 +350,15 @@ def run_lines(path, data, underline):
     memory = data.get("memory_check", [])
     if memory:
         inside = sum(bool(m.get("within_tolerance")) for m in memory)
-        lines += ["Memory: estimated and measured peak per worker", sub * 46, ""]
+        lines += heading("Memory: estimated and measured peak per worker", sub)
         baselines = data.get("worker_baselines_bytes", {})
-        lines += [
+        lines += [(
             "Estimate: `spike.plan.cost.estimated_peak_rss` (what ``spike stats`` shows), "
             "from a fresh worker's measured peak ("
             + ", ".join(f"{v / 2**20:.0f} MiB {k}" for k, v in baselines.items())
             + f"). Measured: the worker's peak resident memory. **{inside} of "
-            f"{len(memory)} workers** within the tolerance ``make bench`` checks.", "",
-        ]
+            f"{len(memory)} workers** within the tolerance ``make bench`` checks."
+        ), ""]
         rows = [[
             escape(m["model"]), escape(m["config"]), m["worker"], f"{m['data_mb']:.1f}",
             m["operators"], f"{m['estimated_mb']:.0f}", f"{m['measured_mb']:.0f}",
@@ -360,20 +370,20 @@ def run_lines(path, data, underline):
 
     exchange = data.get("exchange")
     if exchange:
-        lines += ["Exchange alone", sub * 14, ""]
-        lines += [
+        lines += heading("Exchange alone", sub)
+        lines += [(
             "Two actors passing a 16-D value each way every step: "
             f"{exchange['one_worker_us_per_step']:.1f} µs per step on one worker, "
             f"{exchange['two_workers_us_per_step']:.1f} on two: the exchange costs "
-            f"**{exchange['exchange_us_per_step']:.1f} µs per step**.", "",
-        ]
+            f"**{exchange['exchange_us_per_step']:.1f} µs per step**."
+        ), ""]
     return lines
 
 
 class Benchmarks(GeneratedDirective):
     """A section per result file of ``bench/results``, newest first."""
 
-    option_spec = {"levels": directives.unchanged}
+    option_spec: ClassVar[dict] = {"levels": directives.unchanged}
 
     def depends_on(self):
         return [path for path, _ in result_files()]
