@@ -1,6 +1,5 @@
 """Sphinx configuration of Spike's documentation (``make docs``)."""
 
-import importlib.util
 import os
 import shutil
 import sys
@@ -52,13 +51,6 @@ html_theme = "alabaster"
 html_title = f"Spike {release}"
 html_static_path = []
 html_theme_options = {"description": "Nengo models on many worker processes and hosts"}
-
-# Optional parts that are not installed (``pip install ".[docs]"`` alone) are mocked,
-# so the API reference still builds; ``make docs`` installs everything.
-autodoc_mock_imports = [
-    name for name in ("pytensor", "numba", "scipy", "paramiko", "matplotlib", "pymetis")
-    if importlib.util.find_spec(name) is None
-]
 
 # Nothing reaches the network while building (intersphinx is not used).
 os.environ.setdefault("SPIKE_LOG_LEVEL", "WARNING")
