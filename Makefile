@@ -6,18 +6,20 @@ STAMP := $(VENV)/.spike-installed
 WORKERS ?= 2
 NENGO_SUITE_JOBS ?= 2
 
-.PHONY: help install run test test-spike test-nengo bench clean host-test-deps
+.PHONY: help install run test test-spike test-nengo docs bench clean host-test-deps
 
 help:
 	@echo "make run    - create $(VENV), install Spike, run the matrix multiplication example on $(WORKERS) local workers"
-	@echo "make test   - Spike's own tests, then nengo's test suite against spike.Simulator (2 workers)"
+	@echo "make test   - Spike's own tests, nengo's test suite against spike.Simulator (2 workers), the docs"
+	@echo "make docs   - build the documentation into docs/_build/html (warnings are errors)"
 	@echo "make bench  - time Spike against nengo.Simulator on the benchmark models (bench/results/)"
 	@echo "make clean  - remove $(VENV) and outputs"
 
-$(STAMP): setup.py pyproject.toml
+# everything optional too (compiled workers, SSH, plots, tests, docs: the "all" extra)
+$(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[all]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -26,7 +28,7 @@ run: $(STAMP)
 	$(BIN)/spike run examples/matrix_multiplication.py --workers $(WORKERS) --time 1.0 \
 		--out matrix_multiplication.npz --plot matrix_multiplication.png --placement
 
-test: test-spike test-nengo
+test: test-spike test-nengo docs
 
 # compiled code from the tests stays in the checkout (make clean removes it)
 export SPIKE_CACHE_DIR ?= $(CURDIR)/.cache/spike
@@ -59,8 +61,15 @@ test-nengo: $(STAMP)
 		-c $(CURDIR)/tests/nengo-suite.ini --rootdir . --pyargs nengo \
 		-n $(NENGO_SUITE_JOBS) -q -p no:cacheprovider
 
+# Sphinx with numpydoc; -W --keep-going: every warning is reported, and fails the build.
+# The configuration table, the command-line help and the benchmarks page are made from
+# spike.config, the parsers and bench/results/ (docs/_ext/spike_docs.py).
+docs: $(STAMP)
+	$(BIN)/python -m sphinx -b html -W --keep-going -q docs docs/_build/html
+	@echo "docs: docs/_build/html/index.html"
+
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) *.npz *.png build *.egg-info .cache
+	rm -rf $(VENV) *.npz *.png build *.egg-info .cache docs/_build docs/api/generated

@@ -239,7 +239,8 @@ def machine():
     import nengo
     import psutil
 
-    from spike.sysinfo import cpu_model
+    from spike.runtime.compiler.ufuncs import numpy_math_is_simd
+    from spike.sysinfo import cpu_model, simd_level
 
     cpu = cpu_model() or platform.processor()
     mem_gib = psutil.virtual_memory().total / 2**30
@@ -252,6 +253,11 @@ def machine():
         "numpy": np.__version__,
         "nengo": nengo.__version__,
         "date": datetime.date.today().isoformat(),
+        # the best SIMD extension the CPU reports, and whether numpy's expm1/log1p are
+        # SIMD versions of their own rather than the C library's (compiled kernels
+        # call numpy's loops either way: spike.runtime.compiler.ufuncs)
+        "simd": simd_level(),
+        "numpy_simd_math": numpy_math_is_simd(),
     }
 
 
@@ -421,7 +427,11 @@ def markdown(summary, results, exchange, bandwidth, info, memory=(), baselines=N
         "",
         f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB; "
         f"Python {info['python']}, numpy {info['numpy']}, nengo {info['nengo']}. "
-        f"Streaming read bandwidth measured: {bandwidth / 1e9:.1f} GB/s.",
+        f"Streaming read bandwidth measured: {bandwidth / 1e9:.1f} GB/s. "
+        f"SIMD: {info.get('simd') or 'none of AVX-512, AVX2, AVX, SSE4.2'}; numpy's "
+        "expm1/log1p: "
+        + ("its own SIMD versions (compiled kernels call them: same bits)"
+           if info.get("numpy_simd_math") else "the C library's") + ".",
         "",
         "## Best configuration",
         "",

@@ -3,7 +3,8 @@
 ``nengo.networks.CircularConvolution`` holds its ensembles between passthrough Nodes
 (connections without synapse), which would keep them all in one process; Spike divides
 them into one group per worker, each group computing the inputs itself and adding its
-share of the output (README: "Networks held together by passthrough Nodes").
+share of the output (docs/user-guide/large-models.md: "Networks held together by
+passthrough Nodes").
 
     spike run examples/circular_convolution.py --workers 2 --time 0.5 --placement
 """

@@ -47,13 +47,28 @@ def peak_rss_bytes(pid=None):
     return 0
 
 
-def cpu_model():
-    """The processor's model name (from ``/proc/cpuinfo``), or None if unknown."""
+def _cpuinfo(key):
+    """The value of the first ``key`` line of ``/proc/cpuinfo``, or None."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.split(":", 1)[0].strip() == key:
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return None
+
+
+def cpu_model():
+    """The processor's model name (from ``/proc/cpuinfo``), or None if unknown."""
+    return _cpuinfo("model name")
+
+
+SIMD_LEVELS = [("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"), ("sse4_2", "SSE4.2")]
+"""CPU flags of ``/proc/cpuinfo``, best first, and the SIMD level each names."""
+
+
+def simd_level():
+    """The best SIMD extension the processor reports (``"AVX-512"``, ...), or None."""
+    flags = set((_cpuinfo("flags") or "").split())
+    return next((name for flag, name in SIMD_LEVELS if flag in flags), None)

@@ -58,7 +58,7 @@ DEFAULT_CALIBRATION = Calibration(
 BUSY_LIMIT = 0.25
 """Above this share of the CPUs used by other processes while `calibrate` measures,
 the figures describe the load, not the machine (the exchange's cost, which needs two
-cores, grew 250-fold on a loaded 2-core machine), and are not kept as the machine's
+cores, grows by orders of magnitude on a loaded machine), and are not kept as the machine's
 calibration (`spike.tools.dryrun.dry_run`)."""
 
 
@@ -114,4 +114,4 @@ class ExchangeCosts:
 
 
 EXCHANGE = ExchangeCosts()
-"""Defaults: 15 µs per local partner (``make bench`` on a 2-core VM), 150 µs remote."""
+"""Defaults until ``spike dry-run`` measures this machine: `ExchangeCosts`' own."""

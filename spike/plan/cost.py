@@ -120,8 +120,9 @@ views). A worker that prepares its share (the first run of a model on a machine)
 holds the share's operators and nengo's merged ones at once, and peaks a little
 higher than one that loads the share prepared (`spike.runtime.shares`), which never
 unpickles the unmerged operators; this figure sits between the two. Both constants
-were fitted on the 34 worker peaks of ``make bench``'s four models on a 2-core VM,
-both ways (every estimate within 10%)."""
+were fitted on the worker peaks ``make bench`` measures, both ways; the
+documentation's benchmarks page shows how the estimates compare with the latest
+measurements."""
 
 
 def estimated_peak_rss(data_bytes, n_operators, baseline_bytes, probe_bytes=0):

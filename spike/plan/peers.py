@@ -14,7 +14,7 @@ from nengo.builder.operator import TimeUpdate
 from spike.builder.order import stable_toposort, step_order
 from spike.builder.signals import memory_positions
 
-_FLOAT64 = np.dtype(np.float64)  # compared by identity: `==` costs 0.1 µs a step
+_FLOAT64 = np.dtype(np.float64)  # compared by identity, cheaper than `==` every step
 
 
 class Route:
@@ -29,7 +29,7 @@ class Route:
     Packing and unpacking copy, per base array of the peer's signals, all of the
     route's elements in it with one indexed copy (see `_copies`), not signal by
     signal: after merging, a route's many small signals are views of a few merged
-    arrays, and a copy per signal cost microseconds each, every step.
+    arrays, and a copy per signal would cost a Python call each, every step.
     """
 
     def __init__(self, bases):
@@ -84,7 +84,7 @@ class Route:
     def pack(self, signals, out):
         """Copy the current values of the route's signals into ``out``: bytes
         (uint8), or float64 words where the caller keeps such a view of its buffer
-        (a view made every step costs a microsecond)."""
+        (rather than a view made every step)."""
         copies = self._copies(signals)
         if copies is None:
             out8 = out.view(np.uint8)

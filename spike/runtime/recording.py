@@ -2,8 +2,8 @@
 
 nengo's Simulator (and Spike's peers before this module) copies each probed signal
 into a new array every sampled step, and stacks the list when the data is read: a
-Python call and an allocation per probe per step, each a microsecond or more right
-after a step has run through the caches. A `ProbeRecorder` instead copies all the
+Python call and an allocation per probe per step, right after a step has run through
+the caches. A `ProbeRecorder` instead copies all the
 float64 probes sampled at the same period that live in one array (all of a
 compiled worker's: its arena) with one indexed copy per step (see
 `spike.plan.peers.Route`), into the next row of a block of rows allocated `BLOCK_ROWS`

@@ -340,7 +340,7 @@ workers' preloads share what is left."""
 
 
 def preload_compiler(nice=0):
-    """Make the compiler ready now (importing PyTensor takes a while), if installed.
+    """Make the compiler ready now (importing and configuring it), if installed.
 
     With ``nice``, the calling thread first lowers its own priority (Linux gives
     each thread its own niceness; elsewhere this is skipped).

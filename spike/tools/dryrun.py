@@ -120,7 +120,7 @@ def worker_baselines(compiled=True):
     result = {}
     for mode in modes:
         # compiled: once to fill the compile cache (a worker compiling for the first
-        # time on a machine peaks 80-200 MiB higher in `make bench`), then to measure
+        # time on a machine peaks much higher), then to measure
         for _ in range(2 if mode == "compiled" else 1):
             out = subprocess.run(
                 [sys.executable, "-c",

@@ -2,8 +2,9 @@
 
 `Program` turns a peer's operators into compiled segments and Python operators;
 `Arena` holds the mutable signals the compiled code updates in place;
-`decide` chooses whether compiling pays for a peer. See ``README.md`` ("Compiled
-workers") for the cache and the ``compile=`` / ``dtype=`` options.
+`decide` chooses whether compiling pays for a peer. The documentation's user guide
+("Compiled workers") describes the cache and the ``compile=`` / ``dtype=`` options,
+and its design notes ("The compiler") how a step is compiled.
 """
 
 from spike.runtime.compiler.cache import available, cache_dir, clear_cache, load_pytensor
@@ -13,14 +14,15 @@ from spike.runtime.compiler.symbolic import Arena, NotLowerable
 
 COMPILE_MIN_NEURONS = 2000
 """With ``compile="auto"``, a peer compiles if it simulates at least this many
-neurons: below that a step takes tens of microseconds in numpy and the compiler's
-fixed cost (about a second with a warm cache) is not won back in a short run."""
+neurons: below that a step is short in numpy already and the compiler's fixed cost
+(even with a warm cache) is not won back in a short run."""
 
 
 COMPILE_MAX_OPERATORS = 1000
 """With ``compile="auto"``, a peer with more operators than this is not compiled: the
-graph's compile time grows faster than linearly (an unmerged 128-ensemble model took
-over 20 minutes). Merged shares (``optimize=True``) stay far below it."""
+graph's compile time grows faster than linearly with its size (an unmerged share
+of many ensembles takes far too long). Merged shares (``optimize=True``) stay far
+below it."""
 
 
 def Program(*args, **kwargs):

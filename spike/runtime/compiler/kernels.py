@@ -471,9 +471,9 @@ class BsrMatVec(Op):
         ``blocks`` are given as ``(n_blocks, C, R)`` (each block transposed): the
         kernel then works on all the rows of a block side by side, which the
         compiler turns into vector instructions (each row is still summed in
-        column order). For blocks of many rows (nengo's merged encoders), twice
-        as fast with few columns (one pass over the rows, ``cols`` given) and 2-3
-        times with many (a pass per column); slower for blocks of few rows.
+        column order). It pays for blocks of many rows (nengo's merged encoders:
+        one pass over the rows when ``cols`` is given, a pass per column
+        otherwise), not for blocks of few rows.
     skip_zeros : bool
         Skip the columns whose ``x`` is zero (both signs): per block, the nonzero
         inputs are listed first, then only their columns are read. The inputs of

@@ -82,9 +82,9 @@ class Segment:
 
     def callable(self):
         """What a step calls with ``arrays``: the Numba function PyTensor compiled,
-        called directly where it can be, not through ``Function.__call__``, which
-        costs about 8 µs a call in Python (storing each input in its container,
-        reading each output back).
+        called directly where it can be, not through ``Function.__call__``, whose
+        Python overhead on every call (storing each input in its container, reading
+        each output back) is large next to a short step.
 
         Direct calls need the function's inputs to be exactly ``arrays`` (no shared
         variables) and its outputs exactly ``state``; otherwise, and for functions
