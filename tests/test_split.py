@@ -13,9 +13,14 @@ import numpy as np
 import pytest
 from conftest import assert_equivalent, assert_pickled_continues
 from models import MODELS
+from nengo.builder.learning_rules import SimBCM, SimPES
+from nengo.builder.operator import Copy, DotInc, SimPyFunc, SparseDotInc
 
 import spike
+from spike.builder.operators import SplitSimPES
+from spike.builder.pipeline import prepare
 from spike.builder.signals import part_bounds
+from spike.builder.split import NEURON_RULES, SUM_RULES, CannotSplit
 from spike.runtime import compiler
 
 SLOW_MODELS = {"networks", "integrator_and_oscillator", "neuron_to_neuron"}
@@ -158,3 +163,46 @@ def test_max_neurons_is_validated():
         nengo.Ensemble(10, 1)
     with pytest.raises(nengo.exceptions.ValidationError, match="positive integer"):
         spike.Simulator(net, workers=1, max_neurons=0, progress_bar=False)
+
+
+def bcm_net():
+    with nengo.Network(seed=2) as net:
+        stim = nengo.Node([0.5])
+        a = nengo.Ensemble(60, 1)
+        b = nengo.Ensemble(60, 1)
+        nengo.Connection(stim, a)
+        nengo.Connection(a.neurons, b.neurons, transform=np.zeros((60, 60)),
+                         learning_rule_type=nengo.BCM())
+    return net, a, b
+
+
+def test_an_operator_without_a_split_rule_keeps_the_ensemble_whole_and_is_named():
+    net, a, b = bcm_net()
+    report = prepare(net, max_neurons=20).split
+    assert not report.splits
+    for ens in (a, b):
+        assert report.skipped[ens].startswith("SimBCM of <Connection")
+        assert report.skipped[ens].endswith("uses its neurons in a way Spike cannot divide")
+
+
+def test_split_rules_are_found_along_the_operator_types_mro():
+    class CopyOfMine(Copy):
+        pass
+
+    assert NEURON_RULES.rule_for(CopyOfMine) is NEURON_RULES.rule_for(Copy) is not None
+    assert NEURON_RULES.rule_for(SparseDotInc) is NEURON_RULES.rule_for(DotInc)
+    assert NEURON_RULES.rule_for(SimPyFunc) is None
+    assert SUM_RULES.rule_for(SimPES) is None
+    # a part of a learning rule is not divided again, though SimPES has a rule
+    assert NEURON_RULES.rule_for(SplitSimPES) is not NEURON_RULES.rule_for(SimPES)
+
+
+def test_a_registered_split_rule_is_used(monkeypatch):
+    net, a, b = bcm_net()
+
+    def refuse_learning(splitter, op):
+        raise CannotSplit("a rule of the test's own")
+
+    monkeypatch.setitem(NEURON_RULES.rules, SimBCM, refuse_learning)
+    report = prepare(net, max_neurons=20).split
+    assert report.skipped == {a: "a rule of the test's own", b: "a rule of the test's own"}

@@ -63,3 +63,11 @@ def recording_owners(model):
     finally:
         del model.build
         del model.add_op
+
+
+def describe_op(op, owners):
+    """How an operator is named in a reason for not splitting or dividing: its type and
+    the object whose build made it (``owners``, see `recording_owners`), else nengo's
+    own description of the operator."""
+    owner = owners.get(op)
+    return f"{type(op).__name__} of {owner}" if owner is not None else str(op)

@@ -1,7 +1,10 @@
-"""Spike's own operators: nengo operators rewritten for parts of an ensemble."""
+"""Spike's own operators (nengo operators rewritten for parts of an ensemble), and
+what splitting and division ask of nengo's."""
 
 import numpy as np
 from nengo.builder.learning_rules import SimPES
+from nengo.builder.processes import SimProcess
+from nengo.synapses import LinearFilter
 
 
 class SplitSimPES(SimPES):
@@ -24,3 +27,10 @@ class SplitSimPES(SimPES):
             np.outer(alpha * error, pre_filtered, out=delta)
 
         return step_simpes
+
+
+def is_linear_filter(op):
+    """True for a synapse (or other process) that is a linear filter: its output for a
+    sum of inputs is the sum of its outputs for each, so it may run once per part or
+    group, each on its share."""
+    return isinstance(op, SimProcess) and isinstance(op.process, LinearFilter)

@@ -27,6 +27,8 @@ from nengo.builder.processes import SimProcess
 from nengo.ensemble import Ensemble, Neurons
 from nengo.node import Node
 
+from spike.builder.signals import clock_bases
+
 
 class _UnionFind:
     def __init__(self, n):
@@ -133,15 +135,15 @@ class Partition:
     probe_part_actors: dict = field(default_factory=dict)
 
 
-def filters_a_constant(op, is_constant):
+def filters_a_constant(op, clock, is_written):
     """True for a process (a synapse) that sets and adds into nothing and reads only
-    signals ``is_constant(base)`` accepts (the clock, and signals no operator writes
-    or updates, such as a Node's fixed output): it needs nothing from any other
-    operator, so it can run wherever its readers are (here and in
+    constants: the ``clock`` bases, and bases no operator writes or updates
+    (``is_written(base)`` False), such as a Node's fixed output. It needs nothing from
+    any other operator, so it can run wherever its readers are (here and in
     `spike.builder.passthrough`)."""
     return (
         isinstance(op, SimProcess) and not op.sets and not op.incs
-        and all(is_constant(sig.base) for sig in op.reads)
+        and all(sig.base in clock or not is_written(sig.base) for sig in op.reads)
     )
 
 
@@ -167,7 +169,7 @@ def partition_model(model, split=None):
     owners = getattr(model, "spike_op_owner", {})
     ops = [op for op in model.operators if not isinstance(op, TimeUpdate)]
     replicated = [op for op in model.operators if isinstance(op, TimeUpdate)]
-    clock_bases = {sig.base for op in replicated for sig in op.all_signals}
+    clock = clock_bases(replicated)
 
     touched = {}  # base -> [writers (set/inc), updaters, readers] as op indices
     for i, op in enumerate(ops):
@@ -176,7 +178,7 @@ def partition_model(model, split=None):
         ):
             for sig in sigs:
                 base = sig.base
-                if base in clock_bases:
+                if base in clock:
                     continue
                 touched.setdefault(base, ([], [], []))[kind].append(i)
 
@@ -188,14 +190,15 @@ def partition_model(model, split=None):
             uf.union(updaters)
     # a synapse filtering a constant (a Node's fixed output) needs nothing from anyone:
     # it goes with its readers when they are one actor, so nothing crosses for it
-    def is_constant(base):
-        return base in clock_bases or not any(touched.get(base, ((), ()))[:2])
+    def is_written(base):
+        writers, updaters, _ = touched.get(base, ((), (), ()))
+        return bool(writers or updaters)
 
     for base, (writers, updaters, readers) in touched.items():
         if writers or not updaters or not readers:
             continue
         if len({uf.find(r) for r in readers}) == 1 and all(
-            filters_a_constant(ops[u], is_constant) for u in updaters
+            filters_a_constant(ops[u], clock, is_written) for u in updaters
         ):
             uf.union(updaters + readers[:1])
 

@@ -9,6 +9,7 @@ elements by their positions in the base's memory.
 import copy
 
 import numpy as np
+from nengo.builder.operator import TimeUpdate
 from nengo.builder.signal import Signal
 
 
@@ -56,6 +57,12 @@ def ops_by_base(operators):
             if not ops or ops[-1] is not op:
                 ops.append(op)
     return touching
+
+
+def clock_bases(operators):
+    """The bases of the step counter and the time, which ``TimeUpdate`` sets: every
+    worker runs its own copy of it (`spike.builder.partition`), so they join nothing."""
+    return {sig.base for op in operators if isinstance(op, TimeUpdate) for sig in op.all_signals}
 
 
 def part_bounds(n, n_parts):

@@ -42,9 +42,9 @@ from nengo.builder.processes import SimProcess
 from nengo.builder.signal import Signal
 from nengo.ensemble import Ensemble
 from nengo.exceptions import ValidationError
-from nengo.synapses import LinearFilter
 
-from spike.builder.operators import SplitSimPES
+from spike.builder.model import describe_op
+from spike.builder.operators import SplitSimPES, is_linear_filter
 from spike.builder.signals import derived_name, is_whole_base, ops_by_base, part_bounds, rebind
 
 logger = logging.getLogger(__name__)
@@ -172,146 +172,277 @@ def split_ensembles(model, max_neurons=None, n_parts=None):
 
 
 def _ensembles(model):
-    seen = []
-    for key in model.sig:
-        if isinstance(key, Ensemble) and key not in seen:
-            seen.append(key)
-    return seen
+    return [key for key in model.sig if isinstance(key, Ensemble)]
 
 
 _PURE_WRITERS = (Reset, Copy, DotInc, ElementwiseInc)
-"""Operator types with no side effects: safe to run once per part."""
+"""Operator types with no side effects: safe to run once per part (matched exactly)."""
+
+
+# -- the split rules ----------------------------------------------------------------
+
+
+class _Rules:
+    """Split rules by operator type, as nengo's ``Builder`` holds build functions.
+
+    A rule ``rule(splitter, op)`` says how ``op`` is divided into parts: it marks the
+    signals ``op`` cuts along their neurons (`_Splitter.mark`) or sums over them
+    (`_Splitter.mark_partial`), and raises `CannotSplit` where it cannot. An operator
+    takes the rule of the first class of its MRO that has one, so a subclass (nengo's
+    ``SparseDotInc`` of ``DotInc``) is divided as its base is unless it has a rule of
+    its own; one without any rule leaves the ensemble whole, the reason ending with
+    ``refusal``.
+    """
+
+    def __init__(self, refusal):
+        self.rules = {}
+        self.refusal = refusal
+
+    def register(self, *op_types):
+        """Decorator: the rule for operators of ``op_types``."""
+
+        def register(rule):
+            for op_type in op_types:
+                self.rules[op_type] = rule
+            return rule
+
+        return register
+
+    def rule_for(self, op_type):
+        """The rule operators of ``op_type`` are divided by, or None."""
+        return next((self.rules[cls] for cls in op_type.__mro__ if cls in self.rules), None)
+
+    def apply(self, splitter, op):
+        rule = self.rule_for(type(op))
+        if rule is None:
+            self.refuse(splitter, op)
+        rule(splitter, op)
+
+    def refuse(self, splitter, op):
+        """Raise `CannotSplit`: ``op`` is used in a way no rule divides."""
+        raise CannotSplit(f"{describe_op(op, splitter.owners)} {self.refusal}")
+
+
+NEURON_RULES = _Rules("uses its neurons in a way Spike cannot divide")
+"""Rules for operators on the ensemble's neuron-indexed signals."""
+
+SUM_RULES = _Rules("reads a sum over its neurons")
+"""Rules for operators that touch a partial sum (see the module docstring)."""
+
+split_rule = NEURON_RULES.register
+sum_rule = SUM_RULES.register
+
+
+@split_rule(SimNeurons)
+@sum_rule(SimNeurons)  # so that `_Splitter.mark` names the mix, not the sum
+def _neurons(splitter, op):
+    """The neuron update is elementwise over neurons: each part updates its own."""
+    if op.state_extra:
+        raise CannotSplit(f"its neuron type {op.neurons} draws random numbers")
+    for sig in [op.J, op.output] + list(op.state.values()):
+        splitter.mark(sig, 0, op)
+
+
+@split_rule(Reset, SimProbe)
+@sum_rule(Reset, SimProbe)
+def _on_each_part(splitter, op):
+    """Resets and probes act on each part's signals as they are."""
+
+
+@split_rule(Copy)
+def _copy(splitter, op):
+    if op.src_slice is not None or op.dst_slice is not None:
+        raise CannotSplit(f"{describe_op(op, splitter.owners)} takes a slice of its neurons")
+    neuron_axis = splitter.use.neuron_axis
+    axis = neuron_axis.get(op.src.base, neuron_axis.get(op.dst.base))
+    splitter.mark(op.src, axis, op)
+    splitter.mark(op.dst, axis, op)
+
+
+@split_rule(DotInc)
+def _product(splitter, op):
+    neuron_axis = splitter.use.neuron_axis
+    if op.Y.base in neuron_axis or neuron_axis.get(op.A.base) == 0:
+        # into the neurons (the encoders): a part takes its rows of A; X is shared
+        if op.X.base in neuron_axis:
+            raise CannotSplit(f"{describe_op(op, splitter.owners)} mixes its neurons")
+        splitter.mark(op.A, 0, op)
+        splitter.mark(op.Y, 0, op)
+        return
+    # of the neurons (the decoders): a part's columns of A give its partial sum
+    splitter.mark(op.X, 0, op)
+    splitter.mark(op.A, 1, op)
+    splitter.mark_partial(op.Y, op)
+
+
+@split_rule(ElementwiseInc)
+def _elementwise(splitter, op):
+    for sig in (op.A, op.X, op.Y):
+        if sig.size != 1:  # a scalar is broadcast to every part as it is
+            splitter.mark(sig, 0, op)
+
+
+@split_rule(SimProcess)
+def _filter(splitter, op):
+    """A linear synapse on the neurons (a filtered probe of spikes, say) filters each
+    part's slice; any other process on them may mix neurons or draw numbers."""
+    if not is_linear_filter(op):
+        NEURON_RULES.refuse(splitter, op)
+    if op.input is None:
+        raise CannotSplit(f"{describe_op(op, splitter.owners)} writes into its neurons")
+    splitter.mark(op.input, 0, op)
+    splitter.mark(op.output, 0, op)
+    for sig in op.state.values():  # one row per filter state, one column per neuron
+        splitter.mark(sig, sig.ndim - 1, op)
+
+
+@split_rule(SimPES)
+def _pes(splitter, op):
+    """PES learns decoders: a part's delta is its columns, from its activities."""
+    splitter.mark(op.pre_filtered, 0, op)
+    splitter.mark(op.delta, 1, op)
+
+
+@split_rule(SplitSimPES)
+def _pes_of_a_part(splitter, op):
+    """A part of another ensemble's learning rule is not divided again."""
+    NEURON_RULES.refuse(splitter, op)
+
+
+@sum_rule(SimProcess)
+def _filter_of_sum(splitter, op):
+    """A linear synapse of a partial sum filters each part's share on its own copy,
+    giving a partial sum again."""
+    if not is_linear_filter(op):
+        SUM_RULES.refuse(splitter, op)
+    if op.input is None or op.input.base not in splitter.use.partial_sums:
+        raise CannotSplit(f"{describe_op(op, splitter.owners)} writes into a sum over its neurons")
+    output = op.output.base
+    others = [o for o in splitter.touching[output] if o is not op]
+    if any(s.base is output for o in others for s in o.sets + o.incs + o.updates):
+        raise CannotSplit(f"{describe_op(op, splitter.owners)} filters into a shared signal")
+    splitter.mark_partial(op.output, op)
+    for sig in op.state.values():
+        splitter.mark_partial(sig, op)
+
+
+@sum_rule(DotInc)
+def _product_of_sum(splitter, op):
+    use = splitter.use
+    if op.Y.base in use.partial_sums and op.X.base in use.neuron_axis:
+        return  # a part's product of its activities
+    _add_share(splitter, op)
+
+
+@sum_rule(Copy, ElementwiseInc)
+def _add_share(splitter, op):
+    """A constant linear map of a partial sum (its *summand*) added into a target:
+    each part adds its share, so the target gets the sum. A target only probed
+    becomes a partial sum itself (the client adds the parts up)."""
+    use = splitter.use
+    summand = op.src if isinstance(op, Copy) else op.X
+    others = [s for s in op.reads if s is not summand]
+    if (
+        not op.incs
+        or summand.base not in use.partial_sums
+        or any(s.base in use.partial_sums or s.base in use.neuron_axis for s in others)
+    ):
+        SUM_RULES.refuse(splitter, op)
+    target = op.incs[0]
+    if target.base not in use.partial_sums and splitter.only_probed(target):
+        splitter.mark_partial(target, op)
+
+
+# -- one ensemble ---------------------------------------------------------------------
+
+
+@dataclass
+class _NeuronUse:
+    """What the operators around one ensemble's neurons do with them (`_Splitter.walk`).
+
+    Attributes
+    ----------
+    neuron_axis : dict
+        ``{base: axis}`` for the neuron-indexed signals, cut into parts along ``axis``.
+    partial_sums : set
+        Bases that become one partial sum per part.
+    ops : set
+        The operators that run once per part.
+    """
+
+    neuron_axis: dict = field(default_factory=dict)
+    partial_sums: set = field(default_factory=set)
+    ops: set = field(default_factory=set)
+
+
+@dataclass
+class _Fanout:
+    """Shared inputs of the parts, copied once per part (`_Splitter.find_fanout`).
+
+    Attributes
+    ----------
+    bases : set
+        The inputs.
+    writers : set
+        The operators that compute them, run once per part on its copy.
+    """
+
+    bases: set = field(default_factory=set)
+    writers: set = field(default_factory=set)
 
 
 class _Splitter:
-    """Divides one ensemble; `run` rewrites ``model.operators`` or raises CannotSplit."""
+    """Divides one ensemble; `run` rewrites ``model.operators`` or raises CannotSplit.
+
+    The operators of the ensemble's neurons are found by a walk over the signals they
+    touch, each classified by its rule (`NEURON_RULES`, `SUM_RULES`).
+    """
 
     def __init__(self, model, ens, n_parts, owners):
         self.model = model
         self.ens = ens
-        self.n = ens.n_neurons
-        self.bounds = part_bounds(self.n, n_parts)
+        self.n_neurons = ens.n_neurons
+        self.bounds = part_bounds(self.n_neurons, n_parts)
         self.owners = owners
-        self.axis = {}  # neuron-indexed base -> axis of its neurons
-        self.partial = set()  # bases that become one partial sum per part
-        self.fanout = set()  # shared inputs copied for each part
-        self.kind = {}  # op -> how it is divided
-        self.queue = []
         self.touching = ops_by_base(model.operators)
+        self.use = _NeuronUse()
+        self._unvisited = []  # marked bases whose operators the walk has yet to classify
 
     # -- classification --------------------------------------------------------
 
-    def describe(self, op):
-        owner = self.owners.get(op)
-        return f"{type(op).__name__} of {owner}" if owner is not None else str(op)
-
     def mark(self, sig, axis, op):
+        """``op`` uses ``sig`` with the ensemble's neurons along ``axis``: cut it."""
         base = sig.base
-        if not is_whole_base(sig) or base.ndim <= axis or base.shape[axis] != self.n:
-            raise CannotSplit(f"{self.describe(op)} uses part of a signal of its neurons")
-        if base in self.partial or self.axis.get(base, axis) != axis:
-            raise CannotSplit(f"{self.describe(op)} mixes its neurons")
-        if base not in self.axis:
-            self.axis[base] = axis
-            self.queue.append(base)
+        if not is_whole_base(sig) or base.ndim <= axis or base.shape[axis] != self.n_neurons:
+            raise CannotSplit(
+                f"{describe_op(op, self.owners)} uses part of a signal of its neurons"
+            )
+        neuron_axis = self.use.neuron_axis
+        if base in self.use.partial_sums or neuron_axis.get(base, axis) != axis:
+            raise CannotSplit(f"{describe_op(op, self.owners)} mixes its neurons")
+        if base not in neuron_axis:
+            neuron_axis[base] = axis
+            self._unvisited.append(base)
 
     def mark_partial(self, sig, op):
+        """``op`` writes a sum over the neurons into ``sig``: one partial sum per part."""
         if not is_whole_base(sig):
-            raise CannotSplit(f"{self.describe(op)} writes part of a sum over its neurons")
-        if sig.base in self.axis:
-            raise CannotSplit(f"{self.describe(op)} mixes its neurons (a recurrent product)")
-        if sig.base not in self.partial:
-            self.partial.add(sig.base)
-            self.queue.append(sig.base)
+            raise CannotSplit(
+                f"{describe_op(op, self.owners)} writes part of a sum over its neurons"
+            )
+        if sig.base in self.use.neuron_axis:
+            raise CannotSplit(
+                f"{describe_op(op, self.owners)} mixes its neurons (a recurrent product)"
+            )
+        if sig.base not in self.use.partial_sums:
+            self.use.partial_sums.add(sig.base)
+            self._unvisited.append(sig.base)
 
     def classify(self, op):
-        axis, partial = self.axis, self.partial
-        touched = {s.base for s in op.all_signals}
-        if isinstance(op, SimNeurons):
-            if op.state_extra:
-                raise CannotSplit(f"its neuron type {op.neurons} draws random numbers")
-            for sig in [op.J, op.output] + list(op.state.values()):
-                self.mark(sig, 0, op)
-            return "slice"
-        if touched & partial:
-            return self.classify_partial(op)
-        if isinstance(op, Reset):
-            return "slice"
-        if isinstance(op, Copy):
-            if op.src_slice is not None or op.dst_slice is not None:
-                raise CannotSplit(f"{self.describe(op)} takes a slice of its neurons")
-            ax = axis.get(op.src.base, axis.get(op.dst.base))
-            self.mark(op.src, ax, op)
-            self.mark(op.dst, ax, op)
-            return "slice"
-        if isinstance(op, DotInc):
-            if op.Y.base in axis or axis.get(op.A.base) == 0:
-                if op.X.base in axis:
-                    raise CannotSplit(f"{self.describe(op)} mixes its neurons")
-                self.mark(op.A, 0, op)
-                self.mark(op.Y, 0, op)
-                return "slice"  # rows of A; the input X is shared
-            self.mark(op.X, 0, op)
-            self.mark(op.A, 1, op)
-            self.mark_partial(op.Y, op)
-            return "slice"
-        if isinstance(op, ElementwiseInc):
-            for sig in (op.A, op.X, op.Y):
-                if sig.size != 1:
-                    self.mark(sig, 0, op)
-            return "slice"
-        if isinstance(op, SimProcess) and isinstance(op.process, LinearFilter):
-            if op.input is None:
-                raise CannotSplit(f"{self.describe(op)} writes into its neurons")
-            self.mark(op.input, 0, op)
-            self.mark(op.output, 0, op)
-            for sig in op.state.values():  # one row per filter state, one column each
-                self.mark(sig, sig.ndim - 1, op)
-            return "slice"
-        if type(op) is SimPES:
-            self.mark(op.pre_filtered, 0, op)
-            self.mark(op.delta, 1, op)
-            return "pes"
-        if isinstance(op, SimProbe):
-            return "slice"
-        raise CannotSplit(f"{self.describe(op)} uses its neurons in a way Spike cannot divide")
-
-    def classify_partial(self, op):
-        """An operator reading or writing a partial sum (see the module docstring)."""
-        partial = self.partial
-        if isinstance(op, Reset):
-            return "slice"
-        if isinstance(op, DotInc) and op.Y.base in partial and op.X.base in self.axis:
-            return "slice"  # a part's product, already classified
-        if isinstance(op, SimProcess) and isinstance(op.process, LinearFilter):
-            if op.input is None or op.input.base not in partial:
-                raise CannotSplit(f"{self.describe(op)} writes into a sum over its neurons")
-            writers = [o for o in self.touching[op.output.base] if o is not op]
-            out = op.output.base
-            if any(s.base is out for o in writers for s in o.sets + o.incs + o.updates):
-                raise CannotSplit(f"{self.describe(op)} filters into a shared signal")
-            self.mark_partial(op.output, op)
-            for sig in op.state.values():
-                self.mark_partial(sig, op)
-            return "slice"
-        if isinstance(op, SimProbe):
-            return "slice"
-        summand = op.src if isinstance(op, Copy) else getattr(op, "X", None)
-        others = [s for s in op.reads if s is not summand]
-        if (
-            isinstance(op, (Copy, DotInc, ElementwiseInc))
-            and op.incs
-            and summand.base in partial
-            and not any(s.base in partial or s.base in self.axis for s in others)
-        ):
-            target = op.incs[0]
-            if target.base in partial:
-                return "slice"
-            if self.only_probed(target):
-                self.mark_partial(target, op)
-                return "slice"
-            return "into-shared"  # each part adds its share into the target
-        raise CannotSplit(f"{self.describe(op)} reads a sum over its neurons")
+        partial_sums = self.use.partial_sums
+        rules = SUM_RULES if any(s.base in partial_sums for s in op.all_signals) else NEURON_RULES
+        rules.apply(self, op)
+        self.use.ops.add(op)
 
     def only_probed(self, sig):
         """True if ``sig`` is a whole base set only by a Reset, read only by probes."""
@@ -322,29 +453,38 @@ class _Splitter:
                 continue
             if any(s.base is sig.base for s in op.reads + op.sets + op.updates):
                 return False
-            if not any(s.base in self.partial for s in op.reads):
+            if not any(s.base in self.use.partial_sums for s in op.reads):
                 return False  # another contribution, not from this ensemble
         return True
 
-    def classify_all(self):
+    def walk(self):
+        """Classify every operator reached from the neurons through marked signals."""
+        neuron_input = self.model.sig[self.ens.neurons]["in"].base
         for op in self.model.operators:
-            if isinstance(op, SimNeurons) and op.J.base is self.model.sig[self.ens.neurons]["in"].base:
-                self.kind[op] = self.classify(op)
-        if not self.kind:
+            if isinstance(op, SimNeurons) and op.J.base is neuron_input:
+                self.classify(op)
+        if not self.use.ops:
             raise CannotSplit("it has no neurons to simulate (Direct mode)")
-        while self.queue:
-            base = self.queue.pop()
+        while self._unvisited:
+            base = self._unvisited.pop()
             for op in self.touching.get(base, ()):
-                if op not in self.kind:
-                    self.kind[op] = self.classify(op)
+                if op not in self.use.ops:
+                    self.classify(op)
+        for probe in self.model.probes:
+            sig = self.model.sig[probe]["in"]
+            if sig.base in self.use.neuron_axis and not is_whole_base(sig):
+                raise CannotSplit(f"{probe} records a slice of its neurons")
 
     def find_fanout(self):
-        """Shared inputs of the parts that can be copied once per part."""
-        split_ops = set(self.kind)
-        for op in list(self.kind):
+        """Shared inputs of the parts that can be copied once per part: written only
+        by operators without side effects that the walk did not reach, read only by
+        the parts."""
+        use = self.use
+        fanout = _Fanout()
+        for op in use.ops:
             for sig in op.reads:
                 base = sig.base
-                if base in self.axis or base in self.partial or base in self.fanout:
+                if base in use.neuron_axis or base in use.partial_sums or base in fanout.bases:
                     continue
                 if not is_whole_base(sig) or base.readonly:
                     continue
@@ -353,50 +493,37 @@ class _Splitter:
                 readers = [o for o in users if o not in writers]
                 if (
                     writers
-                    and all(o in split_ops for o in readers)
-                    and all(type(o) in _PURE_WRITERS and o not in split_ops for o in writers)
+                    and all(o in use.ops for o in readers)
+                    and all(type(o) in _PURE_WRITERS and o not in use.ops for o in writers)
                     and all(
                         not any(s.base is base for s in o.reads + o.updates) for o in writers
                     )
                 ):
-                    self.fanout.add(base)
-                    for writer in writers:
-                        self.kind[writer] = "fanout"
+                    fanout.bases.add(base)
+                    fanout.writers.update(writers)
+        return fanout
 
     # -- rewriting ------------------------------------------------------------------
 
     def run(self, report):
-        self.classify_all()
-        self.find_fanout()
-        for probe in self.model.probes:
-            sig = self.model.sig[probe]["in"]
-            if sig.base in self.axis and not is_whole_base(sig):
-                raise CannotSplit(f"{probe} records a slice of its neurons")
-        parts = [dict() for _ in self.bounds]  # per part: old base -> new base
-        split = EnsembleSplit(self.ens, self.bounds)
-        for base, ax in self.axis.items():
-            news = []
-            for k, (start, stop) in enumerate(self.bounds):
-                index = [slice(None)] * base.ndim
-                index[ax] = slice(start, stop)
-                value = np.array(base.initial_value[tuple(index)], copy=True)
-                new = Signal(value, name=derived_name(base, f"[{start}:{stop}]"), readonly=base.readonly)
-                parts[k][base] = new
-                news.append(new)
-            split.bases[base] = (ax, news)
-        for base in self.partial | self.fanout:
-            for k in range(len(self.bounds)):
-                value = np.array(base.initial_value, copy=True)
-                parts[k][base] = Signal(value, name=derived_name(base, f" (part {k})"))
-
+        """Split the ensemble: rewrite ``model.operators``, record in ``report`` the
+        parts' operators and probes, and return the `EnsembleSplit`."""
+        self.walk()
+        fanout = self.find_fanout()
+        parts = self.part_bases(fanout)
+        split = EnsembleSplit(self.ens, self.bounds, {
+            base: (axis, [part[base] for part in parts])
+            for base, axis in self.use.neuron_axis.items()
+        })
+        divided = self.use.ops | fanout.writers
         new_ops = []
         for op in self.model.operators:
-            if op not in self.kind:
+            if op not in divided:
                 new_ops.append(op)
                 continue
             owner = self.owners.get(op)
-            for k, mapping in enumerate(parts):
-                new = self.copy_op(op, mapping, k)
+            for k, part in enumerate(parts):
+                new = self.copy_op(op, part, k)
                 new_ops.append(new)
                 report.part_of_op[new] = (self.ens, k)
                 if owner is not None:
@@ -406,20 +533,37 @@ class _Splitter:
 
         for probe in self.model.probes:
             base = self.model.sig[probe]["in"].base
-            if base in self.axis:
+            if base in self.use.neuron_axis:
                 report.probes[probe] = ProbeParts(
-                    "concat", self.axis[base], [m[base] for m in parts]
+                    "concat", self.use.neuron_axis[base], [part[base] for part in parts]
                 )
-            elif base in self.partial:
-                report.probes[probe] = ProbeParts("sum", 0, [m[base] for m in parts])
+            elif base in self.use.partial_sums:
+                report.probes[probe] = ProbeParts("sum", 0, [part[base] for part in parts])
         return split
 
-    def copy_op(self, op, mapping, k):
+    def part_bases(self, fanout):
+        """``[{original base: the part's own base}]``, one mapping per part: the
+        neuron-indexed signals cut, the partial sums and fanned-out inputs copied."""
+        parts = [{} for _ in self.bounds]
+        for base, axis in self.use.neuron_axis.items():
+            for part, (start, stop) in zip(parts, self.bounds):
+                index = [slice(None)] * base.ndim
+                index[axis] = slice(start, stop)
+                value = np.array(base.initial_value[tuple(index)], copy=True)
+                part[base] = Signal(value, name=derived_name(base, f"[{start}:{stop}]"),
+                                    readonly=base.readonly)
+        for base in self.use.partial_sums | fanout.bases:
+            for k, part in enumerate(parts):
+                value = np.array(base.initial_value, copy=True)
+                part[base] = Signal(value, name=derived_name(base, f" (part {k})"))
+        return parts
+
+    def copy_op(self, op, part, k):
         """Operator ``op`` for part ``k``: each signal replaced by the part's own."""
-        new = rebind(op, mapping)
-        if type(op) is SimPES:
+        new = rebind(op, part)
+        if type(op) is SimPES:  # nengo scales its update by the part's count of neurons
             new.__class__ = SplitSimPES
-            new.n_neurons_total = self.n
+            new.n_neurons_total = self.n_neurons
         start, stop = self.bounds[k]
         new.tag = f"{op.tag or type(op).__name__} [{self.ens} neurons {start}:{stop}]"
         return new
