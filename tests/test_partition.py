@@ -224,23 +224,24 @@ def test_filters_a_constant():
     varying = Signal(np.ones(1), name="varying")
     out = Signal(np.zeros(1), name="out")
     t = Signal(np.zeros(()), name="t")
-    constants = {const, t}
+    clock = {t}
+    written = {varying, out}
 
-    def is_constant(base):
-        return base in constants
+    def is_written(base):
+        return base in written
 
     def lowpass(input, mode="update"):
         return SimProcess(nengo.Lowpass(0.01), input, out, t, mode=mode)
 
-    assert filters_a_constant(lowpass(const), is_constant)
-    assert not filters_a_constant(lowpass(varying), is_constant)  # reads a variable
-    assert not filters_a_constant(lowpass(const, mode="inc"), is_constant)  # adds
-    assert not filters_a_constant(lowpass(const, mode="set"), is_constant)  # sets
+    assert filters_a_constant(lowpass(const), clock, is_written)
+    assert not filters_a_constant(lowpass(varying), clock, is_written)  # reads a variable
+    assert not filters_a_constant(lowpass(const, mode="inc"), clock, is_written)  # adds
+    assert not filters_a_constant(lowpass(const, mode="set"), clock, is_written)  # sets
     # a process of the time alone (no input) reads only the clock
-    assert filters_a_constant(lowpass(None), is_constant)
-    assert not filters_a_constant(Copy(const, out), is_constant)  # not a process
+    assert filters_a_constant(lowpass(None), clock, is_written)
+    assert not filters_a_constant(Copy(const, out), clock, is_written)  # not a process
     func = SimPyFunc(out, lambda t: 0.0, t, None)
-    assert not filters_a_constant(func, is_constant)
+    assert not filters_a_constant(func, clock, is_written)
 
 
 def test_split_parts_are_named_and_record_their_probe_parts():

@@ -190,11 +190,11 @@ def test_second_simulator_reuses_the_pooled_workers_and_starts_no_process():
     with spike.Simulator(small_net(), workers=2, progress_bar=False) as first:
         handles = set(first._session.handles.values())
     running = set(spike_processes())
-    launched = pool.counter
+    launched = pool.launcher.counter
     assert {h.pid for h in handles} <= running
     with spike.Simulator(small_net(), workers=2, progress_bar=False) as second:
         assert set(second._session.handles.values()) == handles
-        assert pool.counter == launched  # nothing was started for it
+        assert pool.launcher.counter == launched  # nothing was started for it
         assert set(spike_processes()) == running
         second.run_steps(10)
 
