@@ -15,6 +15,7 @@ import pytest
 from conftest import assert_equivalent, assert_pickled_continues, run_reference
 
 import spike
+from spike.builder.pipeline import prepare
 from spike.runtime import compiler
 from spike.tools.dryrun import dry_run
 
@@ -252,3 +253,18 @@ def test_redivide_undoes_the_division():
     redivide(model, 1)
     assert not report.divisions and not report.group_of_op and not report.probes
     assert [type(op) for op in model.operators] == [type(op) for op in whole]
+
+
+def test_probe_of_a_constant_synapse_into_a_divided_actor():
+    """A probe of a connection from a constant Node into an actor divided into
+    groups (its synapse is copied for each group that reads it) records nengo's
+    values, instead of failing in the division."""
+    with nengo.Network(seed=1) as net:
+        stim = nengo.Node([0.3, -0.2, 0.1])
+        array = nengo.networks.EnsembleArray(30, 3)
+        into = nengo.Connection(stim, array.input, synapse=0.01)
+        nengo.Probe(into, "output")
+        nengo.Probe(array.output, synapse=0.01)
+    prepared = prepare(net, n_groups=2)
+    assert len(prepared.split.divisions) == 1
+    assert_equivalent(net, steps=50, workers=2)

@@ -723,7 +723,10 @@ class _Divider:
                     "sum", 0, [view_on(sig, mapping[g][sig.base]) for g in groups]
                 )
             elif sig.base in division.repeated:
-                g = min(needing[sig.base])
+                # every copy holds the same values; a constant synapse's output is
+                # needed by no group's inputs, only copied for its readers
+                copied = [g for g, own in enumerate(mapping) if sig.base in own]
+                g = min(needing.get(sig.base) or copied)
                 self.report.probes[probe] = ProbeParts(
                     "sum", 0, [view_on(sig, mapping[g][sig.base])]
                 )

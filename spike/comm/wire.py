@@ -68,7 +68,7 @@ def encode(op, fields=None, arrays=(), blobs=()):
     descriptors = []
     frames = []
     for array in arrays:
-        array = np.ascontiguousarray(array)
+        array = np.asarray(array, order="C")  # 0-d stays 0-d (ascontiguousarray: 1-d)
         if array.dtype.kind not in ALLOWED_DTYPE_KINDS:
             raise TypeError(f"cannot send arrays of dtype {array.dtype}")
         descriptors.append(["array", array.dtype.str, list(array.shape)])
