@@ -6,7 +6,7 @@ STAMP := $(VENV)/.spike-installed
 WORKERS ?= 2
 NENGO_SUITE_JOBS ?= 2
 
-.PHONY: help install run test test-spike test-nengo docs bench clean host-test-deps
+.PHONY: help install run test test-spike test-nengo docs bench bench-deps clean host-test-deps
 
 help:
 	@echo "make run    - create $(VENV), install Spike, run the matrix multiplication example on $(WORKERS) local workers"
@@ -68,8 +68,18 @@ docs: $(STAMP)
 	$(BIN)/python -m sphinx -b html -W --keep-going -q docs docs/_build/html
 	@echo "docs: docs/_build/html/index.html"
 
-bench: $(STAMP)
+bench: $(STAMP) bench-deps
 	$(BIN)/python -m bench.run
+
+# nengo-ocl needs an OpenCL driver; on a CPU, Debian's pocl. As root with apt-get,
+# install it if it is missing; elsewhere, or if it cannot be installed, nothing fails:
+# the bench says why nengo-ocl did not run.
+bench-deps:
+	@if [ "$$(id -u)" = 0 ] && [ ! -e /etc/OpenCL/vendors/pocl.icd ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends pocl-opencl-icd >/dev/null) \
+		|| echo "bench-deps: could not install pocl-opencl-icd; nengo-ocl will not run"; \
+	fi
 
 clean:
 	rm -rf $(VENV) *.npz *.png build *.egg-info .cache docs/_build docs/api/generated

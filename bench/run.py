@@ -1,7 +1,9 @@
 """`make bench`: time Spike against nengo.Simulator on the same models, in one run.
 
-For each model, nengo.Simulator and Spike (1 and 2 workers, interpreted and
-compiled, float64 and float32; see `CONFIGS`) are built and run in fresh processes of
+For each model, nengo.Simulator, nengo-ocl (where an OpenCL device and the package
+are there; otherwise the results say why not) and Spike (1 and 2 workers,
+interpreted and compiled, float64 and float32; see `CONFIGS`) are built and run in
+fresh processes of
 their own (so peak memory is each one's own; nengo's decoder cache
 is off, so every build solves its decoders). Results go to ``bench/results/``:
 ``results.json`` and ``results.md`` (ratios first, then absolute times, then the
@@ -32,6 +34,7 @@ ROOT = os.path.dirname(HERE)
 
 CONFIGS = [
     {"backend": "nengo"},
+    {"backend": "nengo_ocl", "dtype": "float32"},
     {"backend": "spike", "workers": 1, "compile": False},
     {"backend": "spike", "workers": 2, "compile": False},
     {"backend": "spike", "workers": 1, "compile": True},
@@ -53,8 +56,8 @@ model on a machine); the others find the code compiled by the runs before them."
 
 def config_label(config):
     """A short name for a configuration ("spike 2w compiled float32")."""
-    if config["backend"] == "nengo":
-        return "nengo"
+    if config["backend"] in ("nengo", "nengo_ocl"):
+        return config["backend"].replace("_", "-")
     words = [f"spike {config['workers']}w"]
     if config.get("compile"):
         words.append("compiled")
@@ -103,6 +106,11 @@ def run_one(name, config, sim_time, tiny, repeats=3, build_only=False):
     start = time.perf_counter()
     if backend == "nengo":
         sim = nengo.Simulator(net, progress_bar=False)
+    elif backend == "nengo_ocl":
+        sim = ocl_simulator(net)
+        if isinstance(sim, str):  # why nengo-ocl cannot run here
+            return {"model": name, "config": config_label(config), "backend": backend,
+                    "unavailable": sim}
     else:
         import spike
 
@@ -158,6 +166,28 @@ def run_one(name, config, sim_time, tiny, repeats=3, build_only=False):
         result.update(placement_figures(sim))
     sim.close()
     return result
+
+
+def ocl_simulator(net):
+    """A `nengo_ocl.Simulator` of ``net`` on the first OpenCL device (on a CPU:
+    Debian's pocl driver), or a string saying why there is none."""
+    import warnings
+
+    try:
+        import nengo_ocl
+        import pyopencl
+    except ImportError as e:
+        return f"nengo-ocl is not installed ({e}; pip install nengo-ocl pyopencl)"
+    try:
+        context = pyopencl.create_some_context(interactive=False)
+    except Exception as e:  # no platform or device: pyopencl raises its own types
+        return f"no OpenCL device ({type(e).__name__}: {e}; Debian: pocl-opencl-icd)"
+    try:
+        with warnings.catch_warnings():  # "not tested with your nengo version"
+            warnings.simplefilter("ignore")
+            return nengo_ocl.Simulator(net, context=context, progress_bar=False)
+    except Exception as e:
+        return f"nengo-ocl cannot build this model ({type(e).__name__}: {e})"
 
 
 def placement_figures(sim):
@@ -262,6 +292,8 @@ def machine():
 
 
 TARGETS = {"stream": 5.0, "chain": 4.0, "circconv": 3.0, "two_big": 2.5}
+PEER_TARGET = 2.0
+"""Spike's best against nengo-ocl's, on every model (issue target)."""
 """Run speed-ups the project aims for (best Spike configuration vs nengo)."""
 
 RUN_COLUMNS = [
@@ -294,6 +326,7 @@ def summarize(results, bandwidth):
             "target_speedup": TARGETS.get(name),
             "spike": {},
         }
+        peer = next((r for r in mine if r["backend"] == "nengo_ocl"), None)
         for r in mine:
             if r["backend"] != "spike":
                 continue
@@ -310,6 +343,17 @@ def summarize(results, bandwidth):
             row["best"] = dict(warm[best], config=best)
         cold = [v for k, v in row["spike"].items() if "cold" in k]
         row["cold_build_ratio"] = cold[0]["build_ratio"] if cold else None
+        if peer is not None:
+            best_run = min(
+                r["run_s_per_sim_s"] for r in mine
+                if r["backend"] == "spike" and not r.get("cold_cache")
+            )
+            row["peer"] = {"nengo-ocl": {
+                "run_s_per_sim_s": peer["run_s_per_sim_s"],
+                "build_s": peer["build_s"],
+                "speedup_vs_nengo": ref["run_s_per_sim_s"] / peer["run_s_per_sim_s"],
+                "spike_best_vs_peer": peer["run_s_per_sim_s"] / best_run,
+            }}
         rows.append(row)
     return rows
 
@@ -457,6 +501,30 @@ def markdown(summary, results, exchange, bandwidth, info, memory=(), baselines=N
             f"| {fmt(best.get('run_speedup'))} ({fmt(target, '×') if target else '—'}) "
             f"| {fmt(best.get('build_ratio'))} | {fmt(row['cold_build_ratio'])} "
             f"| {fmt(best.get('vs_roofline'))} | {fmt(row['ref_vs_roofline'])} |"
+        )
+    lines += [
+        "",
+        "## Against nengo-ocl",
+        "",
+        "nengo-ocl (OpenCL, float32 only) on this machine's OpenCL device (on a CPU: "
+        "Debian's pocl), the same models in the same invocation. Spike's best = its "
+        f"fastest warm configuration; target: at least {PEER_TARGET:.0f}× nengo-ocl's speed.",
+        "",
+        "| model | nengo-ocl run s per simulated s | nengo-ocl vs nengo | Spike's best vs "
+        "nengo-ocl (target) |",
+        "|---|---|---|---|",
+    ]
+    for row in summary:
+        peer = row.get("peer", {}).get("nengo-ocl")
+        if peer is None:
+            continue
+        if "unavailable" in peer:
+            lines.append(f"| {row['model']} | did not run: {peer['unavailable']} | — | — |")
+            continue
+        lines.append(
+            f"| {row['model']} | {peer['run_s_per_sim_s']:.3f} "
+            f"| {fmt(peer['speedup_vs_nengo'])} "
+            f"| {fmt(peer['spike_best_vs_peer'])} ({PEER_TARGET:.2f}×) |"
         )
     lines += [
         "",
@@ -637,6 +705,7 @@ def main(argv=None):
         return 0
 
     results = []
+    peers_unavailable = {}  # model -> why nengo-ocl did not run
     for name in args.models.split(","):
         for config in CONFIGS + EXTRA_CONFIGS.get(name, []):
             extra = ["--tiny"] if args.tiny else []
@@ -648,11 +717,19 @@ def main(argv=None):
                 continue
             if config["backend"] == "spike":  # "warm" figures: compile and prepare
                 child(cmd + extra + ["--build-only"])  # the shares once beforehand
-            results.append(child(cmd + extra))
+            result = child(cmd + extra)
+            if "unavailable" in result:
+                print(f"bench: {result['unavailable']}", file=sys.stderr, flush=True)
+                peers_unavailable[name] = result["unavailable"]
+                continue
+            results.append(result)
     exchange = child(["--exchange"] + (["--tiny"] if args.tiny else []))
     bandwidth = memory_bandwidth(nbytes=(16 if args.tiny else 256) * 2**20)
     info = machine()
     summary = summarize(results, bandwidth)
+    for row in summary:
+        if row["model"] in peers_unavailable:
+            row["peer"] = {"nengo-ocl": {"unavailable": peers_unavailable[row["model"]]}}
     from spike.tools.dryrun import worker_baselines
 
     print("bench: measuring fresh workers' memory...", file=sys.stderr, flush=True)
@@ -675,6 +752,7 @@ def main(argv=None):
                 "worker_baselines_bytes": baselines,
                 "memory_check": memory,
                 "share_memory_check": share_memory,
+                "peers_unavailable": peers_unavailable,
             },
             f,
             indent=2,

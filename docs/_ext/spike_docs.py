@@ -287,6 +287,22 @@ def run_lines(path, data, underline):
             [[escape(r["model"])]
              + [ratio(r.get("spike", {}).get(c, {}).get("run_speedup")) for c in columns]
              for r in summary])
+        peers = [(r["model"], r["peer"]["nengo-ocl"]) for r in summary
+                 if "nengo-ocl" in r.get("peer", {})]
+        if peers:
+            lines += heading("Against nengo-ocl", sub)
+            lines += [(
+                "nengo-ocl (OpenCL, float32) on this machine's OpenCL device, in the same "
+                "invocation; Spike's best is its fastest warm configuration (target: 2×)."
+            ), ""]
+            lines += list_table(
+                ["model", "nengo-ocl run s per simulated s", "nengo-ocl vs nengo",
+                 "Spike's best vs nengo-ocl"],
+                [[escape(model), escape(f"did not run: {p['unavailable']}"), "—", "—"]
+                 if "unavailable" in p else
+                 [escape(model), f"{p['run_s_per_sim_s']:.3f}", ratio(p["speedup_vs_nengo"]),
+                  ratio(p["spike_best_vs_peer"])]
+                 for model, p in peers])
 
     results = data.get("results", [])
     if results:
