@@ -168,6 +168,12 @@ def run_one(name, config, sim_time, tiny, repeats=3, build_only=False):
     return result
 
 
+def _reason(error):
+    """An exception as one short line (OpenCL build logs run to pages)."""
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:160]}{'...' if len(text) > 160 else ''}"
+
+
 def ocl_simulator(net):
     """A `nengo_ocl.Simulator` of ``net`` on the first OpenCL device (on a CPU:
     Debian's pocl driver), or a string saying why there is none."""
@@ -181,13 +187,13 @@ def ocl_simulator(net):
     try:
         context = pyopencl.create_some_context(interactive=False)
     except Exception as e:  # no platform or device: pyopencl raises its own types
-        return f"no OpenCL device ({type(e).__name__}: {e}; Debian: pocl-opencl-icd)"
+        return f"no OpenCL device ({_reason(e)}; Debian: pocl-opencl-icd)"
     try:
         with warnings.catch_warnings():  # "not tested with your nengo version"
             warnings.simplefilter("ignore")
             return nengo_ocl.Simulator(net, context=context, progress_bar=False)
     except Exception as e:
-        return f"nengo-ocl cannot build this model ({type(e).__name__}: {e})"
+        return f"nengo-ocl cannot build this model ({_reason(e)})"
 
 
 def placement_figures(sim):
