@@ -8,6 +8,7 @@ the moment they need it, so a variable set by a test or a script before a Simula
 is made takes effect.
 """
 
+import copy
 import os
 import shlex
 from dataclasses import dataclass
@@ -53,7 +54,8 @@ def _text(text):
 
 @dataclass(frozen=True)
 class Variable:
-    """One environment variable: its name, default (None: unset), parser and meaning."""
+    """One environment variable: its name, default (the parsed value used when it
+    is unset; None: no value), parser and meaning."""
 
     name: str
     default: object
@@ -146,7 +148,7 @@ VARIABLES = {
             "spike.cluster.ssh",
         ),
         Variable(
-            "SPIKE_SSH_DAEMON_ARGS", "", shlex.split,
+            "SPIKE_SSH_DAEMON_ARGS", [], shlex.split,
             "Extra arguments for daemons started over SSH (a shell-quoted string).",
             "spike.cluster.ssh",
         ),
@@ -171,9 +173,7 @@ def get(name):
     variable = VARIABLES[name]
     text = os.environ.get(name)
     if text is None or text == "":
-        if isinstance(variable.default, str) and variable.parse is not _text:
-            return variable.parse(variable.default)
-        return variable.default
+        return copy.copy(variable.default)  # a list default is not shared
     try:
         return variable.parse(text)
     except ValueError as e:

@@ -274,7 +274,7 @@ class NumpyUfunc(Op):
         self.name = name
 
     def make_node(self, x, loops):
-        inputs = [as_tensor_variable(x), as_tensor_variable(loops)]
+        inputs = [as_tensor_variable(x).astype("float64"), as_tensor_variable(loops)]
         return Apply(self, inputs, [TensorType("float64", shape=inputs[0].type.shape)()])
 
     def perform(self, node, inputs, outputs):  # the reference, for PyTensor's other linkers
@@ -288,7 +288,7 @@ def numba_numpy_ufunc(op, node=None, **kwargs):
 
     @numba_njit
     def numpy_ufunc(x, loops):
-        source = np.ascontiguousarray(x).astype(np.float64)
+        source = np.ascontiguousarray(x)  # a copy only where x is not contiguous
         out = np.empty(source.shape)
         call(loops, k, source.reshape(-1), out.reshape(-1), source.size)
         return out

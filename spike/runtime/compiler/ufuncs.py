@@ -134,15 +134,6 @@ def loop_table():
     return _table()
 
 
-def available():
-    """``(True, "")``, or ``(False, why)`` if `loop_table` cannot be made here."""
-    try:
-        loop_table()
-    except LoopsUnavailable as e:
-        return False, str(e)
-    return True, ""
-
-
 @intrinsic
 def _call_loop(typingctx, function, data, src, dst, n):
     """Call the numpy loop at address ``function`` on ``n`` contiguous float64
